@@ -1,0 +1,113 @@
+"""Train a VAE-GAN on eye crops: python train.py --data-dir DIR --epochs N [--push-to-hub USER/NAME]."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from vaegan.config import ModelConfig, TrainConfig
+
+logger = logging.getLogger("train")
+
+HELP = {
+    "data_dir": "folder of eye crops in open / closed class folders (default: download the Kaggle dataset)",
+    "out_dir": "where checkpoint/, model/, samples/ and metrics.jsonl go (default runs/<timestamp>)",
+    "resume": "continue from OUT_DIR/checkpoint (default OUT_DIR: the newest run under runs/)",
+    "max_steps": "stop after this many optimiser steps",
+    "map_size": "images encoded for the latent map",
+    "device": "auto, cpu or cuda",
+    "model_type": "vaegan, or vae for the plain-VAE baseline",
+    "push_to_hub": "publish the model dir to this Hub repo after training (token: `hf auth login` or HF_TOKEN)",
+}
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, ModelConfig, argparse.Namespace]:
+    """Flags named after the TrainConfig / ModelConfig fields, with the dataclass defaults."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    for config_class in (TrainConfig, ModelConfig):
+        for field in fields(config_class):
+            flags = ["--" + field.name.replace("_", "-")] + (["--model"] if field.name == "model_type" else [])
+            default = field.default if field.default is not MISSING else None
+            kind = {"int": int, "float": float, "str": str}.get(str(field.type).split(" ")[0])
+            if field.type == "bool":
+                parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=HELP.get(field.name))
+            else:
+                parser.add_argument(*flags, type=kind or str, default=default, help=HELP.get(field.name))
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
+    parser.add_argument("--commit-message", default=None, help="with --push-to-hub: the Hub commit message")
+    args = parser.parse_args(argv)
+    values = vars(args)
+    train_config = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig)})
+    model_config = ModelConfig(**{f.name: values[f.name] for f in fields(ModelConfig)})
+    return train_config, model_config, args
+
+
+def resolve_out_dir(config: TrainConfig) -> None:
+    """Fill in out_dir: runs/<timestamp>, or for --resume the newest run that has a checkpoint."""
+    if config.out_dir:
+        return
+    if config.resume:
+        runs = sorted(Path("runs").glob("*/checkpoint/state.pt"))
+        if not runs:
+            raise SystemExit("--resume: no run with a checkpoint under runs/; pass --out-dir")
+        config.out_dir = str(runs[-1].parent.parent)
+    else:
+        config.out_dir = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+
+
+def check_writable(out_dir: str) -> None:
+    """Fail before training, not after the first epoch, when out_dir can't be written."""
+    path = Path(out_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"\0" * 1024 * 1024)
+        probe.unlink()
+    except OSError as error:
+        raise SystemExit(f"--out-dir {out_dir} is not writable: {error.strerror or error}") from error
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run training; returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    train_config, model_config, args = parse_args(argv)
+    from vaegan.data import DataError, download_kaggle, load_dataset
+    from vaegan.hub import HubError, push_model_dir
+    from vaegan.networks import validate_config
+    from vaegan.trainer import Trainer, TrainingError
+
+    try:
+        validate_config(model_config)
+        resolve_out_dir(train_config)
+        check_writable(train_config.out_dir)
+        data_dir = train_config.data_dir or download_kaggle()
+        data = load_dataset(
+            data_dir,
+            image_size=model_config.image_size,
+            channels=model_config.channels,
+            seed=train_config.seed,
+            val_fraction=train_config.val_fraction,
+            test_fraction=train_config.test_fraction,
+            cache_dir=train_config.cache_dir,
+            num_workers=train_config.num_workers,
+        )
+        model_dir = Trainer(train_config, model_config, data).fit()
+        logger.info("done: serve it with  python app.py --model %s", model_dir)
+        if train_config.push_to_hub:
+            url = push_model_dir(model_dir, train_config.push_to_hub, private=args.private, commit_message=args.commit_message)
+            logger.info("published %s", url)
+    except (DataError, TrainingError, HubError, ValueError) as error:
+        logger.error("%s", error)
+        return 1
+    except KeyboardInterrupt:
+        logger.error("interrupted; continue with: python train.py --resume --out-dir %s ...", train_config.out_dir)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

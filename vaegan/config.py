@@ -1,0 +1,54 @@
+"""Configuration dataclasses: ModelConfig (architecture, saved with the model) and TrainConfig (a run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the encoder / decoder / discriminator; written to config.json."""
+
+    image_size: int = 64  # square images, a power of two from 16 to 256
+    channels: int = 1  # 1 = grayscale, 3 = RGB
+    latent_dim: int = 64
+    base_channels: int = 32  # width of the first conv layer; doubles at each stride-2 step
+    max_channels: int = 256
+    model_type: str = "vaegan"  # "vaegan" or "vae" (the plain-VAE baseline: no discriminator)
+
+
+@dataclass
+class TrainConfig:
+    """One training run; train.py exposes every field as a --flag of the same name."""
+
+    data_dir: str | None = None  # folder of eye crops; None downloads the Kaggle dataset
+    out_dir: str | None = None  # default runs/<timestamp>
+    epochs: int = 20
+    batch_size: int = 64
+    max_steps: int | None = None  # stop after this many optimiser steps (tiny runs, CI)
+    resume: bool = False  # continue from out_dir/checkpoint
+    seed: int = 0
+    device: str = "auto"  # auto / cpu / cuda
+    mixed_precision: str = "auto"  # auto (bf16 where the GPU / CPU supports it) / no / bf16
+    # optimisation
+    lr: float = 2e-4
+    lr_discriminator: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    # loss weights (see vaegan/losses.py)
+    kl_weight: float = 0.05  # weight of KL(q(z|x) || N(0, I)) against the per-image pixel SSE
+    pixel_weight: float = 1.0
+    feature_weight: float = 1.0  # Larsen et al.'s learned similarity in discriminator features
+    gan_weight: float = 2.0
+    warmup_epochs: float = 1.0  # VAE-only epochs before the discriminator's terms switch on
+    hflip: bool = True  # random horizontal flips (a left eye mirrored is a right eye)
+    # data
+    val_fraction: float = 0.1  # seeded split where the folder has no train/val/test folders
+    test_fraction: float = 0.1
+    cache_dir: str | None = None  # default ~/.cache/vaegan
+    num_workers: int = 0  # decoding processes for the cache (0 = all cores)
+    # outputs
+    map_size: int = 5000  # images in the latent map
+    sample_every: int = 1  # epochs between sample grids
+    log_every: int = 25  # steps between reading losses back from the device
+    push_to_hub: str | None = None  # REPO_ID to publish the model dir to after training

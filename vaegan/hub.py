@@ -1,0 +1,184 @@
+"""The Hugging Face Hub: model card, push of a model dir, and loading a model + latent map from a dir or repo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from huggingface_hub import HfApi, ModelCard, ModelCardData, get_token, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+from vaegan.data import KAGGLE_DATASET
+from vaegan.latent_map import FILENAME as MAP_FILENAME
+from vaegan.latent_map import LatentMap
+from vaegan.networks import VAEGAN
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILES = ["config.json", "model.safetensors", MAP_FILENAME, "README.md", "images/*.png", "metrics.json"]
+CARD_METRICS = [
+    ("recon_psnr", "reconstruction PSNR (dB)"),
+    ("recon_ssim", "reconstruction SSIM"),
+    ("recon_mse", "reconstruction MSE"),
+    ("frechet_distance", "Frechet distance, prior samples vs real (eye-feature CNN)"),
+    ("kid", "KID, prior samples vs real (eye-feature CNN)"),
+    ("probe_accuracy", "open / closed linear probe accuracy on mu"),
+    ("probe_balanced_accuracy", "probe balanced accuracy"),
+    ("knn_accuracy", "kNN accuracy on the 2-D map"),
+    ("active_units", "active latent units"),
+    ("label_preservation", "label preservation of reconstructions"),
+    ("val_mse", "held-out reconstruction MSE (training log)"),
+]
+
+
+class HubError(Exception):
+    """A Hub operation failed (no token, offline, rejected upload, missing repo)."""
+
+
+def write_model_card(model_dir: str | os.PathLike, training: dict | None = None, metrics: dict | None = None) -> Path:
+    """Write README.md (YAML metadata + description, metrics table, pictures) into a model dir."""
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    training = training or {}
+    metrics = {key: value for key, value in (metrics or {}).items() if isinstance(value, (int, float))}
+    data_dir = training.get("data_dir")
+    data = {
+        "library_name": "vaegan",
+        "license": "mit",
+        "pipeline_tag": "unconditional-image-generation",
+        "tags": ["vae-gan", "vae", "gan", "eyes", "latent-space", "pytorch"],
+        "metrics": sorted({key for key in metrics if key in dict(CARD_METRICS)}),
+    }
+    if data_dir is None:
+        data["datasets"] = [KAGGLE_DATASET]
+    card_data = ModelCardData(**data)
+    rows = "\n".join(f"| {label} | {metrics[key]:.4g} |" for key, label in CARD_METRICS if key in metrics)
+    pictures = "\n".join(
+        f"![{name}](images/{name}.png)" for name in ("samples", "reconstructions", "interpolation", "latent_map")
+        if (model_dir / "images" / f"{name}.png").exists()
+    )
+    command = training.get("command", "python train.py")
+    source = f"the folder `{data_dir}`" if data_dir else f"the Kaggle dataset [{KAGGLE_DATASET}](https://www.kaggle.com/datasets/{KAGGLE_DATASET})"
+    body = f"""
+# VAE-GAN for open / closed eye crops
+
+A VAE-GAN (Larsen et al. 2016, *Autoencoding beyond pixels using a learned similarity metric*)
+trained on {config['image_size']}x{config['image_size']} {'grayscale' if config['channels'] == 1 else 'RGB'} eye crops, with a
+{config['latent_dim']}-dimensional latent space, made with [vaegan](https://github.com/vaegan/vaegan).
+This repository holds the encoder and decoder (`model.safetensors`, `config.json`) and the
+latent map (`{MAP_FILENAME}`: encoder means, their 2-D UMAP coordinates and open / closed labels).
+
+## Use
+
+```python
+from vaegan import VAEGAN
+model = VAEGAN.from_pretrained("REPO_ID").eval()
+mu, logvar = model.encode(x)   # x: (B, {config['channels']}, {config['image_size']}, {config['image_size']}) in [-1, 1]
+x_rec = model.decode(mu)
+```
+
+Explore it in the browser: `python app.py --model REPO_ID`.
+
+## Training
+
+Data: {source}. Command:
+
+```
+{command}
+```
+
+## Evaluation
+
+| metric | value |
+|---|---|
+{rows or '| (no metrics recorded) | |'}
+
+## Pictures
+
+{pictures or '(none)'}
+"""
+    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
+    path = model_dir / "README.md"
+    card.save(path)
+    return path
+
+
+def push_model_dir(
+    model_dir: str | os.PathLike, repo_id: str, private: bool = False, commit_message: str | None = None
+) -> str:
+    """Upload a model dir (weights, config, latent map, card, pictures) to the Hub; returns the commit URL."""
+    model_dir = Path(model_dir)
+    missing = [name for name in ("config.json", "model.safetensors") if not (model_dir / name).exists()]
+    if missing:
+        raise HubError(f"{model_dir} is not a model dir (missing {', '.join(missing)})")
+    if get_token() is None:
+        raise HubError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then push again")
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        commit = api.upload_folder(
+            folder_path=model_dir,
+            repo_id=repo_id,
+            allow_patterns=MODEL_FILES,
+            commit_message=commit_message or "Upload vaegan model",
+        )
+    except Exception as error:  # noqa: BLE001 - HTTP, offline and auth failures all end here
+        raise HubError(f"push to {repo_id} failed ({type(error).__name__}: {_first_line(error)}); {model_dir} is unchanged") from error
+    return str(getattr(commit, "commit_url", commit))
+
+
+def load_model(source: str) -> tuple[VAEGAN, LatentMap | None]:
+    """Load model + latent map from a local model dir or a Hub repo id (safetensors only, strict)."""
+    try:
+        model = VAEGAN.from_pretrained(source, strict=True)
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as error:
+        raise HubError(f"{source}: not a local model dir, and not in the Hugging Face cache while offline ({_first_line(error)})") from error
+    except RepositoryNotFoundError as error:
+        raise HubError(f"{source}: no such local model dir or Hub repo") from error
+    except HfHubHTTPError as error:
+        raise HubError(f"{source}: download failed ({_first_line(error)})") from error
+    except (OSError, ValueError) as error:
+        raise HubError(f"{source}: could not load the model ({type(error).__name__}: {_first_line(error)})") from error
+    model.eval()
+    try:
+        map_path = Path(source) / MAP_FILENAME if Path(source).is_dir() else Path(hf_hub_download(source, MAP_FILENAME))
+        latent_map = LatentMap.load(map_path) if map_path.exists() else None
+    except Exception as error:  # noqa: BLE001 - a model without a usable map still loads
+        logger.warning("%s: no usable latent map (%s)", source, _first_line(error))
+        latent_map = None
+    if latent_map is not None and latent_map.mu.shape[1] != model.config.latent_dim:
+        logger.warning("%s: latent map does not match the model's latent_dim; ignoring it", source)
+        latent_map = None
+    return model, latent_map
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m vaegan.hub push --model DIR --repo-id USER/NAME [--private] [--commit-message MSG]."""
+    parser = argparse.ArgumentParser(prog="python -m vaegan.hub", description="Publish a vaegan model dir to the Hub")
+    commands = parser.add_subparsers(dest="command", required=True)
+    push = commands.add_parser("push", help="upload a model dir")
+    push.add_argument("--model", required=True, help="model dir written by train.py (RUN/model)")
+    push.add_argument("--repo-id", required=True)
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--commit-message", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        url = push_model_dir(args.model, args.repo_id, private=args.private, commit_message=args.commit_message)
+    except HubError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The latent map: encoder means of a set of eyes, their 2-D UMAP coordinates and labels.
+
+Built once after training (UMAP is imported only here, and only when building), stored as
+safetensors beside the model, and read by the app without the dataset. It also stores a
+linear open / closed probe on the latent and the closed -> open direction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+
+from vaegan.data import to_float
+from vaegan.networks import VAEGAN
+
+logger = logging.getLogger(__name__)
+
+FILENAME = "latent_map.safetensors"
+
+
+@dataclass
+class LatentMap:
+    """mu (N, Z), xy (N, 2), labels (N,) 0 closed / 1 open, and the probe / direction on the latent."""
+
+    mu: np.ndarray
+    xy: np.ndarray
+    labels: np.ndarray
+    probe_weight: np.ndarray  # (Z,) logistic regression: P(open) = sigmoid(mu @ w + b)
+    probe_bias: np.ndarray  # (1,)
+    open_direction: np.ndarray  # (Z,) mean(mu | open) - mean(mu | closed)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write latent_map.safetensors into directory."""
+        path = Path(directory) / FILENAME
+        tensors = {name: np.ascontiguousarray(value) for name, value in vars(self).items()}
+        save_file(tensors, str(path))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "LatentMap":
+        """Read a latent map from a file or a model directory, checking shapes."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / FILENAME
+        tensors = load_file(str(path))
+        missing = {field for field in cls.__dataclass_fields__} - set(tensors)
+        if missing:
+            raise ValueError(f"{path}: not a latent map (missing {', '.join(sorted(missing))})")
+        latent_map = cls(**{name: tensors[name] for name in cls.__dataclass_fields__})
+        n, z = latent_map.mu.shape
+        if latent_map.xy.shape != (n, 2) or latent_map.labels.shape != (n,) or latent_map.probe_weight.shape != (z,):
+            raise ValueError(f"{path}: inconsistent shapes in latent map")
+        return latent_map
+
+    def predict_open(self, mu: np.ndarray) -> np.ndarray:
+        """Probability that each latent (B, Z) is an open eye, from the stored linear probe."""
+        logits = mu @ self.probe_weight + self.probe_bias[0]
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def place(self, mu: np.ndarray, k: int = 8) -> np.ndarray:
+        """Map coordinates for new latents (B, Z) without refitting UMAP: inverse-distance mean of the k nearest points."""
+        distances = np.sqrt(((mu[:, None, :] - self.mu[None, :, :]) ** 2).sum(-1))  # (B, N)
+        nearest = np.argsort(distances, axis=1)[:, :k]
+        weights = 1.0 / (np.take_along_axis(distances, nearest, axis=1) + 1e-6)
+        return (self.xy[nearest] * weights[..., None]).sum(1) / weights.sum(1, keepdims=True)
+
+
+@torch.no_grad()
+def encode_images(model: VAEGAN, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:
+    """Encoder means of uint8 images (N, C, H, W), in eval mode: (N, Z) float32."""
+    model.eval()
+    device = next(model.parameters()).device
+    chunks = [model.encode(to_float(batch.to(device)))[0].float().cpu() for batch in images.split(batch_size)]
+    return torch.cat(chunks).numpy()
+
+
+def build_latent_map(
+    model: VAEGAN, images: torch.Tensor, labels: torch.Tensor, size: int = 5000, seed: int = 0
+) -> LatentMap:
+    """Encode up to `size` images (a seeded random subset), fit UMAP to 2-D and the open / closed probe."""
+    import umap  # slow to import (numba): only when building a map
+    from sklearn.linear_model import LogisticRegression
+
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(labels), generator=generator)[:size]
+    mu = encode_images(model, images[index])
+    y = labels[index].numpy().astype(np.int64)
+    neighbours = min(15, len(y) - 1)
+    logger.info("fitting UMAP on %d latents", len(y))
+    reducer = umap.UMAP(n_neighbors=max(2, neighbours), min_dist=0.1, random_state=seed, init="spectral" if len(y) > 50 else "random")
+    xy = reducer.fit_transform(mu).astype(np.float32)
+    probe = LogisticRegression(max_iter=2000, C=1.0).fit(mu, y)
+    direction = mu[y == 1].mean(0) - mu[y == 0].mean(0)
+    return LatentMap(
+        mu=mu.astype(np.float32),
+        xy=xy,
+        labels=y,
+        probe_weight=probe.coef_[0].astype(np.float32),
+        probe_bias=probe.intercept_.astype(np.float32),
+        open_direction=direction.astype(np.float32),
+    )

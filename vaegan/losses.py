@@ -1,0 +1,46 @@
+"""Pure loss functions of the VAE-GAN, each citing where it comes from."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims, mean over the batch.
+
+    Kingma & Welling 2014, "Auto-Encoding Variational Bayes", Appendix B.
+    """
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+
+
+def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL of each latent dimension, averaged over the batch: (Z,)."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).mean(dim=0)
+
+
+def pixel_reconstruction(x_rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Sum of squared pixel errors per image, mean over the batch (Gaussian log-likelihood up to scale)."""
+    return (x_rec - x).pow(2).flatten(1).sum(dim=1).mean()
+
+
+def feature_reconstruction(features_rec: torch.Tensor, features_real: torch.Tensor) -> torch.Tensor:
+    """Larsen et al. 2016, eq. 9: Gaussian log-likelihood in the discriminator's l-th layer features.
+
+    Mean squared error per feature, mean over the batch (the trainer scales it to the pixel
+    count so its weight reads like the pixel loss's). The target is detached: this loss
+    never trains the discriminator.
+    """
+    return (features_rec - features_real.detach()).pow(2).mean()
+
+
+def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """Goodfellow et al. 2014 discriminator objective, as BCE with logits (numerically stable)."""
+    real = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+    fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+    return real + fake
+
+
+def generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
+    """Non-saturating generator loss, -log D(G(z)) (Goodfellow et al. 2014, section 3)."""
+    return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))

@@ -1,0 +1,330 @@
+"""Trainer: optimisers, Accelerate, train_step, fit, and save / resume of one checkpoint file.
+
+Gradient routing follows Larsen et al. 2016: the encoder learns from KL + reconstruction
+(pixels and discriminator features), never from the GAN term; the decoder also gets the
+non-saturating GAN term on prior samples; the discriminator sees real images,
+reconstructions and prior samples. All losses are computed from one forward pass before
+any optimiser steps, and each backward writes only into its own parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
+
+from vaegan import losses
+from vaegan.config import ModelConfig, TrainConfig
+from vaegan.data import EyeData, to_float
+from vaegan.latent_map import build_latent_map
+from vaegan.networks import VAEGAN, Discriminator
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint/state.pt"
+
+
+class TrainingError(Exception):
+    """Training can't go on (non-finite loss, a checkpoint that does not match the run)."""
+
+
+def cpu_bf16_supported() -> bool:
+    """True where oneDNN has native bf16 kernels (AVX512-BF16 / AMX): there bf16 autocast doubles CPU speed."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def make_accelerator(config: TrainConfig) -> Accelerator:
+    """Accelerator for the requested device; bf16 autocast where the GPU or CPU supports it."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for, but no CUDA GPU is available")
+    cpu = config.device == "cpu" or not torch.cuda.is_available()
+    precision = config.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if (cpu_bf16_supported() if cpu else torch.cuda.is_bf16_supported()) else "no"
+    return Accelerator(cpu=cpu, mixed_precision=precision)
+
+
+class Trainer:
+    """Trains a VAEGAN (and its discriminator) on an EyeData set, writing everything under out_dir."""
+
+    def __init__(self, config: TrainConfig, model_config: ModelConfig, data: EyeData):
+        self.config = config
+        self.model_config = model_config
+        self.out_dir = Path(config.out_dir)
+        self.accelerator = make_accelerator(config)
+        self.device = self.accelerator.device
+        torch.manual_seed(config.seed)
+        self.train_data = data.subset("train")
+        held_out = data.held_out()
+        self.val_data = held_out if len(held_out) else self.train_data
+        self.data = data
+        if len(self.train_data) < 2:
+            raise TrainingError(f"only {len(self.train_data)} training images; at least 2 are needed")
+        self.batch_size = min(config.batch_size, len(self.train_data))
+        self.steps_per_epoch = len(self.train_data) // self.batch_size
+        self.total_steps = config.epochs * self.steps_per_epoch
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        self.warmup_steps = int(config.warmup_epochs * self.steps_per_epoch)
+        self.adversarial = model_config.model_type == "vaegan"
+
+        model = VAEGAN(model_config)
+        opt_model = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+        if self.adversarial:
+            discriminator = Discriminator(model_config)
+            opt_disc = torch.optim.Adam(
+                discriminator.parameters(), lr=config.lr_discriminator, betas=(config.beta1, config.beta2)
+            )
+            self.model, self.discriminator, self.opt_model, self.opt_disc = self.accelerator.prepare(
+                model, discriminator, opt_model, opt_disc
+            )
+        else:
+            self.model, self.opt_model = self.accelerator.prepare(model, opt_model)
+            self.discriminator = self.opt_disc = None
+        self.images = self.train_data.images.to(self.device)  # uint8: a 175k x 64 x 64 cache is 0.7 GB
+        self.step = 0
+        generator = torch.Generator().manual_seed(config.seed + 1)
+        self.fixed_z = torch.randn(64, model_config.latent_dim, generator=generator).to(self.device)
+        fixed = torch.randperm(len(self.val_data), generator=generator)[:32]
+        self.fixed_real = self.val_data.images[fixed]
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimisation step on a float batch in [-1, 1]; returns detached loss tensors (no host sync)."""
+        cfg = self.config
+        gate = 1.0 if self.step >= self.warmup_steps else 0.0
+        z_prior = torch.randn(len(x), self.model_config.latent_dim, device=x.device) if self.adversarial else None
+        with self.accelerator.autocast():
+            x_rec, mu, logvar, x_prior = self.model(x, z_prior)
+            kl = losses.kl_divergence(mu.float(), logvar.float())
+            pixel = losses.pixel_reconstruction(x_rec.float(), x)
+            loss_model = cfg.pixel_weight * pixel + cfg.kl_weight * kl
+            logs = {"pixel": pixel, "kl": kl}
+            if self.adversarial:
+                # 1. one discriminator pass over real, reconstructed and prior-sampled images
+                logits, features = self.discriminator(torch.cat([x, x_rec, x_prior]))
+                logit_real, logit_rec, logit_prior = logits.float().chunk(3)
+                features_real, features_rec, _ = features.float().chunk(3)
+                loss_disc = losses.discriminator_loss(logit_real, torch.cat([logit_rec, logit_prior]))
+                # 2. encoder + decoder: learned similarity in D's features, GAN term on prior samples
+                feature = losses.feature_reconstruction(features_rec, features_real) * x[0].numel()
+                gan = losses.generator_loss(logit_prior)
+                loss_model = loss_model + gate * (cfg.feature_weight * feature + cfg.gan_weight * gan)
+                logs |= {
+                    "feature": feature,
+                    "gan": gan,
+                    "disc": loss_disc,
+                    "d_real": torch.sigmoid(logit_real).mean(),
+                    "d_fake": torch.sigmoid(logit_prior).mean(),
+                }
+        self.opt_model.zero_grad(set_to_none=True)
+        if self.adversarial:
+            self.opt_disc.zero_grad(set_to_none=True)
+            # each backward writes only into its own parameters: D never learns from the VAE loss
+            self.accelerator.backward(loss_disc, inputs=list(self.discriminator.parameters()), retain_graph=True)
+        self.accelerator.backward(loss_model, inputs=list(self.model.parameters()))
+        self.opt_model.step()
+        if self.adversarial:
+            self.opt_disc.step()
+        self.step += 1
+        return {name: value.detach() for name, value in logs.items()}
+
+    def batch(self, index: torch.Tensor) -> torch.Tensor:
+        """Float batch for the given image indices, with random horizontal flips."""
+        x = to_float(self.images[index.to(self.images.device)])  # (B, C, H, W)
+        if self.config.hflip:
+            flip = torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5
+            x = torch.where(flip, x.flip(3), x)
+        return x
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The seeded image order of an epoch (the same after a resume)."""
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        return torch.randperm(len(self.train_data), generator=generator)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> Path:
+        """Train to the requested epochs / steps, then write the model dir; returns its path."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "samples").mkdir(exist_ok=True)
+        if self.config.resume:
+            self.load_checkpoint()
+        else:
+            (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
+        self._write_run_config()
+        try:
+            while self.step < self.total_steps:
+                self._run_epoch()
+        except KeyboardInterrupt:
+            if math.isfinite(self._last_total):
+                self.save_checkpoint()
+                logger.warning("interrupted at step %d: checkpoint saved; continue with --resume", self.step)
+            raise
+        return self.export()
+
+    _last_total = 0.0
+
+    def _run_epoch(self) -> None:
+        epoch = self.step // self.steps_per_epoch
+        first = self.step % self.steps_per_epoch
+        last = min(self.steps_per_epoch, first + self.total_steps - self.step)
+        order = self.epoch_order(epoch)
+        self.model.train()
+        sums: dict[str, torch.Tensor] = {}
+        started = time.perf_counter()
+        bar = tqdm(
+            range(first, last),
+            desc=f"epoch {epoch + 1}/{self.config.epochs}",
+            leave=False,
+            disable=not self.accelerator.is_local_main_process,
+        )
+        for i in bar:
+            logs = self.train_step(self.batch(order[i * self.batch_size : (i + 1) * self.batch_size]))
+            for name, value in logs.items():
+                sums[name] = sums.get(name, 0.0) + value
+            if (i + 1 - first) % self.config.log_every == 0 or i + 1 == last:
+                means = {name: (value / (i + 1 - first)).item() for name, value in sums.items()}
+                self._check_finite(means)
+                bar.set_postfix({name: f"{value:.3g}" for name, value in means.items()}, refresh=False)
+        seconds = time.perf_counter() - started
+        means = {name: (value / max(1, last - first)).item() for name, value in sums.items()}
+        self._check_finite(means)
+        record = {"epoch": epoch + 1, "step": self.step, "seconds": round(seconds, 2)}
+        record["images_per_second"] = round((last - first) * self.batch_size / max(seconds, 1e-9), 1)
+        record |= {name: round(value, 5) for name, value in means.items()}
+        record |= self.validate()
+        if self.accelerator.is_main_process:
+            if (epoch + 1) % self.config.sample_every == 0 or self.step >= self.total_steps:
+                self.write_samples(epoch + 1)
+            with open(self.out_dir / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            self.save_checkpoint()
+        logger.info(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
+
+    def _check_finite(self, means: dict[str, float]) -> None:
+        self._last_total = sum(means.values())
+        if not math.isfinite(self._last_total):
+            bad = ", ".join(f"{name}={value}" for name, value in means.items() if not math.isfinite(value))
+            raise TrainingError(
+                f"non-finite loss at step {self.step} ({bad}); stopped. The last good checkpoint in "
+                f"{self.out_dir / 'checkpoint'} is intact: lower --lr or --gan-weight and --resume."
+            )
+
+    @torch.no_grad()
+    def validate(self, limit: int = 1024) -> dict[str, float]:
+        """Held-out reconstruction MSE and active latent units, in eval mode."""
+        model = self.accelerator.unwrap_model(self.model).eval()
+        x = to_float(self.val_data.images[:limit].to(self.device))
+        mu, _ = model.encode(x)
+        val_mse = (model.decode(mu) - x).pow(2).mean().item()
+        active = int((mu.float().var(dim=0) > 0.01).sum().item())
+        self.model.train()
+        return {"val_mse": round(val_mse, 6), "active_units": active}
+
+    @torch.no_grad()
+    def write_samples(self, epoch: int) -> None:
+        """Prior samples (fixed z) and held-out reconstructions (pairs of real | reconstructed)."""
+        model = self.accelerator.unwrap_model(self.model).eval()
+        samples = model.decode(self.fixed_z).float()
+        real = to_float(self.fixed_real.to(self.device))
+        pairs = torch.stack([real, model.decode(model.encode(real)[0]).float()], dim=1).flatten(0, 1)  # (2B, C, H, W)
+        save_image(samples, self.out_dir / "samples" / f"epoch_{epoch:03d}_samples.png", nrow=8, normalize=True, value_range=(-1, 1))
+        save_image(pairs, self.out_dir / "samples" / f"epoch_{epoch:03d}_recon.png", nrow=8, normalize=True, value_range=(-1, 1))
+        self.model.train()
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        """Write everything needed to continue exactly, atomically (temp file, fsync, rename)."""
+        state = {
+            "step": self.step,
+            "model_config": asdict(self.model_config),
+            "seed": self.config.seed,
+            "batch_size": self.batch_size,
+            "train_images": len(self.train_data),
+            "model": self.accelerator.unwrap_model(self.model).state_dict(),
+            "opt_model": self.opt_model.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        if self.adversarial:
+            state["discriminator"] = self.accelerator.unwrap_model(self.discriminator).state_dict()
+            state["opt_disc"] = self.opt_disc.state_dict()
+        path = self.out_dir / CHECKPOINT_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        with open(temporary, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)  # the previous checkpoint survives a crash during the write
+        return path
+
+    def load_checkpoint(self) -> None:
+        """Continue from out_dir/checkpoint, refusing one that does not match this run."""
+        path = self.out_dir / CHECKPOINT_FILE
+        if not path.exists():
+            raise TrainingError(f"--resume: no checkpoint at {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
+        except Exception as error:  # noqa: BLE001
+            raise TrainingError(f"--resume: {path} is not a readable checkpoint ({type(error).__name__}: {error})") from error
+        expected = {
+            "model_config": asdict(self.model_config),
+            "seed": self.config.seed,
+            "batch_size": self.batch_size,
+            "train_images": len(self.train_data),
+        }
+        for key, value in expected.items():
+            if state.get(key) != value:
+                raise TrainingError(
+                    f"--resume: the checkpoint was made with {key}={state.get(key)!r}, this run has {value!r}; "
+                    "resume with the original settings or use a new --out-dir"
+                )
+        self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
+        self.opt_model.load_state_dict(state["opt_model"])
+        if self.adversarial:
+            self.accelerator.unwrap_model(self.discriminator).load_state_dict(state["discriminator"])
+            self.opt_disc.load_state_dict(state["opt_disc"])
+        torch.set_rng_state(state["rng_cpu"])
+        if "rng_cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.step = state["step"]
+        self._trim_metrics()
+        logger.info("resumed from %s at step %d", path, self.step)
+
+    def _trim_metrics(self) -> None:
+        """Drop metric lines written after the checkpoint (a crash between the two writes)."""
+        path = self.out_dir / "metrics.jsonl"
+        if path.exists():
+            lines = [line for line in path.read_text().splitlines() if line.strip()]
+            kept = [line for line in lines if json.loads(line)["step"] <= self.step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def _write_run_config(self) -> None:
+        with open(self.out_dir / "train_config.json", "w") as handle:
+            json.dump({"train": asdict(self.config), "model": asdict(self.model_config)}, handle, indent=2)
+
+    # ------------------------------------------------------------------ the result
+    def export(self) -> Path:
+        """Write the model dir: config.json + model.safetensors (save_pretrained) and latent_map.safetensors."""
+        model_dir = self.out_dir / "model"
+        model = self.accelerator.unwrap_model(self.model).eval()
+        if self.accelerator.is_main_process:
+            model.save_pretrained(model_dir)
+            latent_map = build_latent_map(model, self.data.images, self.data.labels, self.config.map_size, self.config.seed)
+            latent_map.save(model_dir)
+            logger.info("model written to %s", model_dir)
+        return model_dir
