@@ -156,7 +156,7 @@ def decode_image(path: str | os.PathLike, image_size: int, channels: int) -> np.
                 image = Image.alpha_composite(background, image.convert("RGBA"))
             image = image.convert("L" if channels == 1 else "RGB")
             image = image.resize((image_size, image_size), Image.Resampling.BICUBIC, reducing_gap=2.0)
-            array = np.asarray(image, dtype=np.uint8)
+            array = np.array(image, dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 

@@ -1,0 +1,33 @@
+import math
+
+import torch
+
+from vaegan import losses
+
+
+def test_kl_is_zero_for_the_prior_and_matches_the_closed_form():
+    assert losses.kl_divergence(torch.zeros(4, 3), torch.zeros(4, 3)).item() == 0.0
+    mu, logvar = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, math.log(4.0)]])
+    # KL(N(1,1)||N(0,1)) = 0.5 ; KL(N(0,4)||N(0,1)) = 0.5 * (4 - 1 - ln 4)
+    expected = 0.5 + 0.5 * (4 - 1 - math.log(4.0))
+    assert math.isclose(losses.kl_divergence(mu, logvar).item(), expected, rel_tol=1e-6)
+    assert torch.allclose(losses.kl_per_dim(mu, logvar), torch.tensor([0.5, 0.5 * (3 - math.log(4.0))]))
+
+
+def test_reconstruction_losses():
+    x = torch.zeros(2, 1, 4, 4)
+    assert losses.pixel_reconstruction(x, x).item() == 0.0
+    assert losses.pixel_reconstruction(x + 0.5, x).item() == 16 * 0.25  # per-image sum
+    features = torch.randn(2, 10, requires_grad=True)
+    target = torch.randn(2, 10, requires_grad=True)
+    loss = losses.feature_reconstruction(features, target)
+    loss.backward()
+    assert target.grad is None  # the target is detached: never trains the discriminator
+    assert features.grad is not None
+
+
+def test_gan_losses_prefer_the_right_answer():
+    sure_real, sure_fake = torch.full((8,), 10.0), torch.full((8,), -10.0)
+    assert losses.discriminator_loss(sure_real, sure_fake) < 1e-3
+    assert losses.discriminator_loss(sure_fake, sure_real) > 10
+    assert losses.generator_loss(sure_real) < 1e-3 < losses.generator_loss(sure_fake)

@@ -1,0 +1,161 @@
+"""End to end: train.py in-process on a tiny fixture folder, resume, failure modes."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import train
+from vaegan import VAEGAN, losses
+from vaegan.config import ModelConfig, TrainConfig
+from vaegan.data import load_dataset
+from vaegan.latent_map import LatentMap
+from vaegan.trainer import CHECKPOINT_FILE, Trainer
+
+TINY = ["--image-size", "32", "--base-channels", "8", "--latent-dim", "8", "--batch-size", "8", "--map-size", "30", "--device", "cpu"]
+
+
+def run(eye_folder, out_dir, *extra):
+    return train.main(["--data-dir", str(eye_folder), "--out-dir", str(out_dir), *TINY, *extra])
+
+
+def test_train_writes_the_output_layout_and_the_app_can_load_it(eye_folder, tmp_path):
+    out = tmp_path / "run"
+    assert run(eye_folder, out, "--epochs", "2", "--warmup-epochs", "1") == 0
+    assert (out / CHECKPOINT_FILE).exists()
+    assert {p.name for p in (out / "model").iterdir()} >= {"config.json", "model.safetensors", "latent_map.safetensors"}
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [
+        "epoch_001_recon.png", "epoch_001_samples.png", "epoch_002_recon.png", "epoch_002_samples.png",
+    ]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2] and records[-1]["step"] == 2 * (24 // 8)
+    assert all(math.isfinite(r["pixel"]) and math.isfinite(r["disc"]) for r in records)
+    model = VAEGAN.from_pretrained(out / "model", strict=True)
+    assert model.config == ModelConfig(image_size=32, base_channels=8, latent_dim=8)
+    latent_map = LatentMap.load(out / "model")
+    assert latent_map.mu.shape == (30, 8) and latent_map.xy.shape == (30, 2)
+    assert set(latent_map.labels.tolist()) == {0, 1}
+    from vaegan.hub import load_model
+
+    loaded, loaded_map = load_model(str(out / "model"))
+    assert loaded_map is not None and len(loaded_map) == 30
+    assert loaded.decode(torch.zeros(1, 8)).shape == (1, 1, 32, 32)
+
+
+def test_resume_continues_from_the_saved_step(eye_folder, tmp_path):
+    out = tmp_path / "run"
+    assert run(eye_folder, out, "--epochs", "3", "--max-steps", "4", "--map-size", "20") == 0
+    assert torch.load(out / CHECKPOINT_FILE, weights_only=True)["step"] == 4
+    assert run(eye_folder, out, "--epochs", "3", "--resume", "--map-size", "20") == 0
+    assert torch.load(out / CHECKPOINT_FILE, weights_only=True)["step"] == 9
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 4, 6, 9]  # epoch 2 was split by the stop at step 4
+
+
+def test_resume_equals_an_uninterrupted_run(eye_folder, tmp_path):
+    assert run(eye_folder, tmp_path / "straight", "--epochs", "2", "--map-size", "20") == 0
+    assert run(eye_folder, tmp_path / "split", "--epochs", "2", "--max-steps", "2", "--map-size", "20") == 0
+    assert run(eye_folder, tmp_path / "split", "--epochs", "2", "--resume", "--map-size", "20") == 0
+    straight = torch.load(tmp_path / "straight" / CHECKPOINT_FILE, weights_only=True)["model"]
+    split = torch.load(tmp_path / "split" / CHECKPOINT_FILE, weights_only=True)["model"]
+    for name in straight:
+        torch.testing.assert_close(straight[name], split[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_resume_with_other_settings_is_refused(eye_folder, tmp_path, caplog):
+    out = tmp_path / "run"
+    assert run(eye_folder, out, "--epochs", "1", "--max-steps", "1") == 0
+    assert run(eye_folder, out, "--epochs", "2", "--resume", "--latent-dim", "16") == 1
+    assert "checkpoint was made with model_config" in caplog.text
+
+
+def test_resume_without_a_checkpoint_is_refused(eye_folder, tmp_path, caplog):
+    assert run(eye_folder, tmp_path / "empty", "--epochs", "1", "--resume") == 1
+    assert "no checkpoint" in caplog.text
+
+
+def test_a_pickle_checkpoint_is_not_unpickled(eye_folder, tmp_path, caplog):
+    out = tmp_path / "run"
+    (out / "checkpoint").mkdir(parents=True)
+    marker = tmp_path / "PWNED"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"step": Exploit()}, out / CHECKPOINT_FILE)
+    assert run(eye_folder, out, "--epochs", "1", "--resume") == 1
+    assert not marker.exists()
+    assert "not a readable checkpoint" in caplog.text
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(eye_folder, tmp_path, monkeypatch, caplog):
+    out = tmp_path / "run"
+    assert run(eye_folder, out, "--epochs", "1") == 0
+    before = (out / CHECKPOINT_FILE).read_bytes()
+    monkeypatch.setattr(losses, "pixel_reconstruction", lambda x_rec, x: (x_rec - x).sum() * float("nan"))
+    assert run(eye_folder, out, "--epochs", "3", "--resume", "--log-every", "1") == 1
+    assert "non-finite loss" in caplog.text
+    assert (out / CHECKPOINT_FILE).read_bytes() == before
+
+
+def test_interrupt_saves_a_checkpoint_to_resume_from(eye_folder, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    original = Trainer.train_step
+
+    def interrupted(self, x):
+        if self.step == 2:
+            raise KeyboardInterrupt
+        return original(self, x)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted)
+    assert run(eye_folder, out, "--epochs", "1") == 130
+    assert torch.load(out / CHECKPOINT_FILE, weights_only=True)["step"] == 2
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert run(eye_folder, out, "--epochs", "1", "--resume", "--map-size", "20") == 0
+    assert torch.load(out / CHECKPOINT_FILE, weights_only=True)["step"] == 3
+
+
+def test_unwritable_out_dir_fails_before_training(eye_folder, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit, match="not writable"):
+        run(eye_folder, blocker / "run", "--epochs", "1")
+
+
+def test_bad_data_dir_exits_with_a_message(tmp_path, caplog):
+    assert train.main(["--data-dir", str(tmp_path / "missing"), "--out-dir", str(tmp_path / "o"), *TINY]) == 1
+    assert "no such folder" in caplog.text
+
+
+def test_without_data_dir_the_kaggle_dataset_is_downloaded(eye_folder, tmp_path, monkeypatch):
+    import kagglehub
+
+    monkeypatch.setattr(kagglehub, "dataset_download", lambda handle: str(eye_folder))
+    assert train.main(["--out-dir", str(tmp_path / "run"), *TINY, "--max-steps", "1", "--map-size", "20"]) == 0
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+
+
+def _one_step(eye_folder, **weights):
+    torch.manual_seed(0)
+    data = load_dataset(eye_folder, image_size=32)
+    config = TrainConfig(out_dir="unused", batch_size=8, warmup_epochs=0, device="cpu", **weights)
+    trainer = Trainer(config, ModelConfig(image_size=32, base_channels=8, latent_dim=8), data)
+    before = {name: p.detach().clone() for name, p in trainer.discriminator.named_parameters()}
+    torch.manual_seed(1)
+    trainer.train_step(trainer.batch(torch.arange(8)))
+    return trainer, before
+
+
+def test_gradient_routing(eye_folder):
+    """The GAN term trains the decoder but not the encoder; the VAE loss never trains the discriminator."""
+    quiet, _ = _one_step(eye_folder, gan_weight=0.0)
+    loud, _ = _one_step(eye_folder, gan_weight=100.0)
+    for (name, a), b in zip(quiet.model.encoder.state_dict().items(), loud.model.encoder.state_dict().values()):
+        assert torch.equal(a, b), name
+    decoder_changed = [not torch.equal(a, b) for a, b in zip(quiet.model.decoder.parameters(), loud.model.decoder.parameters())]
+    assert any(decoder_changed)
+    frozen, before = _one_step(eye_folder, lr_discriminator=0.0, feature_weight=100.0, gan_weight=100.0)
+    for name, parameter in frozen.discriminator.named_parameters():
+        assert torch.equal(parameter, before[name]), name
