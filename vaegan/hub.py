@@ -9,17 +9,22 @@ import os
 import sys
 from pathlib import Path
 
-from huggingface_hub import HfApi, ModelCard, ModelCardData, get_token, hf_hub_download
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torchvision.utils import save_image
+
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, ModelCardData, get_token, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
 
-from vaegan.data import KAGGLE_DATASET
+from vaegan.data import KAGGLE_DATASET, to_float
 from vaegan.latent_map import FILENAME as MAP_FILENAME
-from vaegan.latent_map import LatentMap
+from vaegan.latent_map import LatentMap, slerp
 from vaegan.networks import VAEGAN
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILES = ["config.json", "model.safetensors", MAP_FILENAME, "README.md", "images/*.png", "metrics.json"]
+MODEL_FILES = ["config.json", "model.safetensors", MAP_FILENAME, "README.md", "metrics.json", "images/*.png"]
 CARD_METRICS = [
     ("recon_psnr", "reconstruction PSNR (dB)"),
     ("recon_ssim", "reconstruction SSIM"),
@@ -107,6 +112,44 @@ Data: {source}. Command:
     return path
 
 
+@torch.no_grad()
+def write_card_images(model: VAEGAN, latent_map: LatentMap | None, real: torch.Tensor, model_dir: str | os.PathLike) -> None:
+    """Pictures for the model card in model_dir/images: samples, reconstructions, interpolation, latent map.
+
+    `real` is a few held-out uint8 images; the reconstruction picture shows them beside
+    their reconstructions (these go to the Hub with the card: pass images you may publish).
+    """
+    out = Path(model_dir) / "images"
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(64, model.config.latent_dim, generator=generator).to(device)
+    options = dict(normalize=True, value_range=(-1, 1))
+    save_image(model.decode(z).float().cpu(), out / "samples.png", nrow=8, **options)
+    x = to_float(real[:16].to(device))
+    pairs = torch.stack([x, model.decode(model.encode(x)[0])], dim=1).flatten(0, 1)  # (2B, C, H, W): real, rec, ...
+    save_image(pairs.float().cpu(), out / "reconstructions.png", nrow=8, **options)
+    mu = model.encode(x[:2])[0]
+    strip = model.decode(slerp(mu[0], mu[-1], 10)) if len(x) > 1 else model.decode(slerp(z[0], z[1], 10))
+    save_image(strip.float().cpu(), out / "interpolation.png", nrow=10, **options)
+    if latent_map is not None:
+        draw_latent_map(latent_map).save(out / "latent_map.png")
+
+
+def draw_latent_map(latent_map: LatentMap, size: int = 640) -> Image.Image:
+    """A static scatter of the latent map (closed red on top of open blue) for the model card."""
+    image = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+    low, high = latent_map.xy.min(0), latent_map.xy.max(0)
+    pixels = 20 + (latent_map.xy - low) / np.maximum(high - low, 1e-9) * (size - 40)
+    for label, colour in ((1, (59, 130, 246)), (0, (239, 68, 68))):  # minority-friendly: closed drawn last
+        for x, y in pixels[latent_map.labels == label]:
+            draw.ellipse([x - 2, size - y - 2, x + 2, size - y + 2], fill=colour)
+    draw.text((10, 6), "latent map (UMAP): blue = open, red = closed", fill="black")
+    return image
+
+
 def push_model_dir(
     model_dir: str | os.PathLike, repo_id: str, private: bool = False, commit_message: str | None = None
 ) -> str:
@@ -117,15 +160,12 @@ def push_model_dir(
         raise HubError(f"{model_dir} is not a model dir (missing {', '.join(missing)})")
     if get_token() is None:
         raise HubError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then push again")
+    files = sorted({path for pattern in MODEL_FILES for path in model_dir.glob(pattern) if path.is_file()})
+    operations = [CommitOperationAdd(path.relative_to(model_dir).as_posix(), str(path)) for path in files]
     api = HfApi()
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        commit = api.upload_folder(
-            folder_path=model_dir,
-            repo_id=repo_id,
-            allow_patterns=MODEL_FILES,
-            commit_message=commit_message or "Upload vaegan model",
-        )
+        commit = api.create_commit(repo_id, operations=operations, commit_message=commit_message or "Upload vaegan model")
     except Exception as error:  # noqa: BLE001 - HTTP, offline and auth failures all end here
         raise HubError(f"push to {repo_id} failed ({type(error).__name__}: {_first_line(error)}); {model_dir} is unchanged") from error
     return str(getattr(commit, "commit_url", commit))

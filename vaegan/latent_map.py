@@ -108,3 +108,18 @@ def build_latent_map(
         probe_bias=probe.intercept_.astype(np.float32),
         open_direction=direction.astype(np.float32),
     )
+
+
+def slerp(z_a: torch.Tensor, z_b: torch.Tensor, steps: int) -> torch.Tensor:
+    """Spherical interpolation from z_a to z_b (each (Z,)), endpoints included: (steps, Z).
+
+    White, "Sampling Generative Networks", 2016: under a Gaussian prior, slerp keeps the
+    intermediate latents at a typical norm, where linear interpolation passes near the
+    origin and decodes washed-out images.
+    """
+    t = torch.linspace(0, 1, steps, dtype=z_a.dtype, device=z_a.device)[:, None]  # (T, 1)
+    cos = torch.dot(z_a / z_a.norm(), z_b / z_b.norm()).clamp(-1, 1)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-4:  # nearly parallel: slerp degenerates to lerp
+        return (1 - t) * z_a + t * z_b
+    return (torch.sin((1 - t) * omega) * z_a + torch.sin(t * omega) * z_b) / torch.sin(omega)

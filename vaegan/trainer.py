@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,7 +23,7 @@ from accelerate import Accelerator
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from vaegan import losses
+from vaegan import hub, losses
 from vaegan.config import ModelConfig, TrainConfig
 from vaegan.data import EyeData, to_float
 from vaegan.latent_map import build_latent_map
@@ -319,12 +320,27 @@ class Trainer:
 
     # ------------------------------------------------------------------ the result
     def export(self) -> Path:
-        """Write the model dir: config.json + model.safetensors (save_pretrained) and latent_map.safetensors."""
+        """Write the model dir: save_pretrained weights + config, latent map, card pictures, metrics, model card."""
         model_dir = self.out_dir / "model"
         model = self.accelerator.unwrap_model(self.model).eval()
         if self.accelerator.is_main_process:
             model.save_pretrained(model_dir)
             latent_map = build_latent_map(model, self.data.images, self.data.labels, self.config.map_size, self.config.seed)
             latent_map.save(model_dir)
+            hub.write_card_images(model, latent_map, self.fixed_real, model_dir)
+            metrics = self.final_metrics()
+            (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            hub.write_model_card(model_dir, self.card_training_info(), metrics)
             logger.info("model written to %s", model_dir)
         return model_dir
+
+    def final_metrics(self) -> dict[str, float]:
+        """The last epoch's logged metrics (losses, held-out MSE, active units)."""
+        path = self.out_dir / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return json.loads(lines[-1]) if lines else {}
+
+    def card_training_info(self) -> dict:
+        """What the model card says about the run."""
+        command = " ".join(["python train.py"] + sys.argv[1:]) if Path(sys.argv[0]).name == "train.py" else "python train.py"
+        return {"data_dir": self.config.data_dir, "command": command, "images": len(self.data), "steps": self.step}

@@ -1,0 +1,372 @@
+"""Tests of vaegan.evaluate: every metric on cases with a known answer, the feature file, the CLI.
+
+Fixtures are synthetic 16x16 "eyes" drawn here: an open eye is a dark disc (iris) on grey
+skin, a closed eye a dark horizontal line. No real data, no network.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from torch import nn
+
+from vaegan.config import ModelConfig
+from vaegan.data import EyeData, to_float
+from vaegan.evaluate import (
+    FEATURE_FORMAT,
+    EyeFeatureNet,
+    FeatureConfig,
+    active_units,
+    evaluate,
+    feature_accuracy,
+    feature_file_info,
+    fit_feature_network,
+    knn_accuracy_2d,
+    load_feature_network,
+    main,
+    map_coordinates,
+    probe_scores,
+    reconstruction_scores,
+    sample_quality,
+    save_feature_network,
+    select_split,
+)
+from vaegan.latent_map import LatentMap
+from vaegan.networks import VAEGAN
+
+SIZE = 16
+
+
+def draw_eyes(labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """uint8 (N, 1, SIZE, SIZE): label 1 = dark disc (open), label 0 = dark horizontal line (closed), jittered and noisy."""
+    generator = torch.Generator().manual_seed(seed)
+    n = len(labels)
+    yy, xx = torch.meshgrid(torch.arange(SIZE).float(), torch.arange(SIZE).float(), indexing="ij")
+    shift = torch.randint(-1, 2, (n, 2), generator=generator).float()
+    cy, cx = SIZE / 2 - 0.5 + shift[:, 0, None, None], SIZE / 2 - 0.5 + shift[:, 1, None, None]
+    disc = ((yy - cy) ** 2 + (xx - cx) ** 2) < (SIZE / 4) ** 2
+    line = ((yy - cy).abs() < 1.0) & ((xx - cx).abs() < SIZE / 2.5)
+    dark = torch.where(labels.bool()[:, None, None], disc, line)
+    skin = 0.65 + 0.1 * torch.rand(n, 1, 1, generator=generator)
+    image = torch.where(dark, torch.full_like(skin, 0.15), skin) + 0.04 * torch.randn(n, SIZE, SIZE, generator=generator)
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8)[:, None]
+
+
+def make_data(n: int = 160, seed: int = 0) -> EyeData:
+    """Balanced synthetic set: 60 % train, 20 % val, 20 % test; labels alternate so every split is balanced."""
+    labels = torch.arange(n) % 2
+    splits = torch.zeros(n, dtype=torch.int8)
+    splits[int(0.6 * n) : int(0.8 * n)] = 1
+    splits[int(0.8 * n) :] = 2
+    return EyeData(draw_eyes(labels, seed), labels, splits, [f"{i}.png" for i in range(n)], "synthetic")
+
+
+class IdentityAutoencoder(nn.Module):
+    """encode = the pixels themselves, decode = reshape back: a perfect reconstruction."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = ModelConfig(image_size=SIZE, channels=1, latent_dim=SIZE * SIZE)
+        self.anchor = nn.Parameter(torch.zeros(1))  # gives the module a device
+
+    def encode(self, x):
+        return x.flatten(1), torch.zeros_like(x.flatten(1))
+
+    def decode(self, z):
+        return z.view(-1, 1, SIZE, SIZE)
+
+    def sample(self, n, generator=None):
+        return self.decode(torch.randn(n, self.config.latent_dim, generator=generator).clamp(-1, 1))
+
+
+class ConstantDecoder(IdentityAutoencoder):
+    """Encodes like the identity, decodes every latent to the same flat grey image."""
+
+    def decode(self, z):
+        return torch.zeros(len(z), 1, SIZE, SIZE)
+
+
+def pca_map(mu: np.ndarray, labels: np.ndarray) -> LatentMap:
+    """A latent map whose 2-D coordinates are the first two principal components (no UMAP: fast)."""
+    centred = mu - mu.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    z = mu.shape[1]
+    zeros = np.zeros(z, np.float32)
+    return LatentMap(mu.astype(np.float32), (centred @ vt[:2].T).astype(np.float32), labels.astype(np.int64), zeros, np.zeros(1, np.float32), zeros)
+
+
+@pytest.fixture(scope="module")
+def data() -> EyeData:
+    return make_data()
+
+
+@pytest.fixture(scope="module")
+def features(data) -> EyeFeatureNet:
+    """A tiny eye-state CNN fitted on the synthetic train split (a second or two)."""
+    return fit_feature_network(data, epochs=12, batch_size=16, lr=3e-3, widths=[8, 16])
+
+
+# ---------------------------------------------------------------------- the feature CNN
+def test_feature_cnn_learns_the_synthetic_eye_state(data, features):
+    assert features(to_float(data.images[:4])).shape == (4, 16)
+    assert feature_accuracy(features, data.held_out()) >= 0.95
+
+
+def test_feature_file_round_trips(tmp_path, features):
+    path = save_feature_network(features, tmp_path / "f.safetensors", {"held_out_accuracy": 0.97})
+    loaded = load_feature_network(path)
+    x = to_float(make_data(8, seed=3).images)
+    torch.testing.assert_close(loaded(x), features(x))
+    assert loaded.config == features.config
+    assert feature_file_info(path) == {"held_out_accuracy": 0.97}
+    assert not any(p.requires_grad for p in loaded.parameters())
+
+
+def _state(net):
+    return {name: value.clone() for name, value in net.state_dict().items()}
+
+
+def _header(net):
+    return {"format": FEATURE_FORMAT, "version": "1", "config": json.dumps({"image_size": 16, "channels": 1, "widths": net.config.widths})}
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("pickle", "not a safetensors file"),
+        ("garbage", "not a safetensors file"),
+        ("no_header", "not a vaegan eye-feature file"),
+        ("extra_tensor", "unexpected"),
+        ("missing_tensor", "missing"),
+        ("wrong_shape", "wrong shape"),
+        ("nan", "not finite float32"),
+        ("float64", "not finite float32"),
+        ("bad_config", "config out of range"),
+    ],
+)
+def test_malformed_feature_files_are_refused(tmp_path, features, damage, message):
+    path = tmp_path / "bad.safetensors"
+    tensors, header = _state(features), _header(features)
+    if damage == "pickle":
+        torch.save(tensors, path)
+    elif damage == "garbage":
+        path.write_bytes(b"\x00\x01not a file" * 10)
+    else:
+        if damage == "no_header":
+            header = None
+        elif damage == "extra_tensor":
+            tensors["payload"] = torch.zeros(3)
+        elif damage == "missing_tensor":
+            tensors.pop("head.bias")
+        elif damage == "wrong_shape":
+            tensors["head.weight"] = torch.zeros(3, 16)
+        elif damage == "nan":
+            tensors["head.bias"] = torch.full((2,), math.nan)
+        elif damage == "float64":
+            tensors["head.bias"] = tensors["head.bias"].double()
+        elif damage == "bad_config":
+            header["config"] = json.dumps({"image_size": 16, "channels": 1, "widths": [10**6]})
+        save_file(tensors, str(path), metadata=header)
+    with pytest.raises(ValueError, match=message):
+        load_feature_network(path)
+
+
+def test_missing_feature_file_says_how_to_make_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="fit-features"):
+        load_feature_network(tmp_path / "nope.safetensors")
+
+
+# ---------------------------------------------------------------------- single metrics
+def test_frechet_distance_is_zero_for_identical_sets_and_large_for_different_ones(features):
+    open_eyes = to_float(draw_eyes(torch.ones(120, dtype=torch.long), seed=1))
+    open_again = to_float(draw_eyes(torch.ones(120, dtype=torch.long), seed=2))
+    closed_eyes = to_float(draw_eyes(torch.zeros(120, dtype=torch.long), seed=3))
+    same = sample_quality(features, [open_eyes[:60], open_eyes[60:]], [open_eyes])
+    similar = sample_quality(features, [open_eyes], [open_again])
+    different = sample_quality(features, [open_eyes], [closed_eyes])
+    assert same["frechet_distance"] == pytest.approx(0.0, abs=1e-3)
+    assert different["frechet_distance"] > 10 * similar["frechet_distance"] > 0
+    assert different["frechet_distance"] > 1000 * max(same["frechet_distance"], 1e-6)
+    assert abs(same["kid"]) < 0.1 * different["kid"]
+    assert different["kid"] > 10 * abs(similar["kid"])
+
+
+def test_sample_quality_is_seeded(features):
+    a = to_float(draw_eyes(torch.ones(50, dtype=torch.long), seed=1))
+    b = to_float(draw_eyes(torch.zeros(50, dtype=torch.long), seed=2))
+    assert sample_quality(features, [a], [b], seed=4) == sample_quality(features, [a], [b], seed=4)
+
+
+def test_reconstruction_scores_perfect_and_constant():
+    x = to_float(make_data(32).images)
+    perfect = reconstruction_scores(x, x.clone())
+    assert perfect["mse"].max() == 0
+    assert perfect["psnr"].min() == pytest.approx(100.0)
+    assert perfect["ssim"].min() == pytest.approx(1.0, abs=1e-4)
+    flat = reconstruction_scores(x, torch.zeros_like(x))
+    assert flat["ssim"].max() < 0.3
+    assert flat["psnr"].max() < 15
+    noisy = reconstruction_scores(x, x + 0.02 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0)))
+    assert 30 < noisy["psnr"].mean() < 100 and 0.8 < noisy["ssim"].mean() < 1.0
+
+
+def test_psnr_matches_its_definition():
+    x = torch.zeros(2, 1, 16, 16)
+    x_rec = torch.full_like(x, 0.2)  # 0.1 in [0, 1] units: MSE 0.01, PSNR 20 dB
+    scores = reconstruction_scores(x, x_rec)
+    torch.testing.assert_close(scores["mse"], torch.full((2,), 0.01))
+    torch.testing.assert_close(scores["psnr"], torch.full((2,), 20.0))
+
+
+def test_active_units_counts_only_varying_dims():
+    rng = np.random.default_rng(0)
+    mu = np.concatenate(
+        [
+            rng.normal(0, 1, (500, 5)),  # active
+            np.full((500, 3), 0.7),  # constant: inactive
+            rng.normal(2, 0.05, (500, 2)),  # variance 0.0025 < 0.01: inactive
+        ],
+        axis=1,
+    )
+    assert active_units(mu) == 5
+    assert active_units(np.zeros((10, 4))) == 0
+
+
+def test_probe_reads_a_label_encoding_latent_and_not_a_random_one():
+    rng = np.random.default_rng(0)
+    y_train, y_test = rng.integers(0, 2, 1000), rng.integers(0, 2, 2000)
+    informative = lambda y: np.concatenate([2.0 * y[:, None] + 0.3 * rng.normal(size=(len(y), 1)), rng.normal(size=(len(y), 7))], 1)
+    accuracy, balanced = probe_scores(informative(y_train), y_train, informative(y_test), y_test)
+    assert accuracy > 0.99 and balanced > 0.99
+    accuracy, balanced = probe_scores(rng.normal(size=(1000, 8)), y_train, rng.normal(size=(2000, 8)), y_test)
+    assert abs(accuracy - 0.5) < 0.05 and abs(balanced - 0.5) < 0.05
+
+
+def test_balanced_accuracy_sees_a_majority_class_guess():
+    y_train = np.array([0] * 300 + [1] * 100)
+    y_test = np.array([0] * 300 + [1] * 100)
+    rng = np.random.default_rng(1)
+    accuracy, balanced = probe_scores(rng.normal(size=(400, 4)), y_train, rng.normal(size=(400, 4)), y_test)
+    assert accuracy == pytest.approx(0.75, abs=0.03) and balanced == pytest.approx(0.5, abs=0.03)
+
+
+def test_knn_on_the_map_separated_and_random():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    xy = rng.normal(size=(400, 2)) + 6.0 * y[:, None]
+    assert knn_accuracy_2d(xy[:300], y[:300], xy[300:], y[300:]) == 1.0
+    shuffled = rng.integers(0, 2, 400)
+    assert abs(knn_accuracy_2d(xy[:300], shuffled[:300], xy[300:], shuffled[300:]) - 0.5) < 0.15
+
+
+def test_held_out_latents_in_the_map_do_not_vote_for_themselves():
+    rng = np.random.default_rng(0)
+    y_map = np.arange(200) % 2
+    mu_map = rng.normal(size=(200, 4)) + 4.0 * y_map[:, None]
+    xy_map = rng.normal(size=(200, 2)) + 10.0 * y_map[:, None]
+    y_test = np.arange(40) % 2
+    mu_test = rng.normal(size=(40, 4)) + 4.0 * y_test[:, None]
+    # the map also holds the test latents themselves, far away and with the wrong labels
+    latent_map = LatentMap(
+        np.concatenate([mu_map, mu_test]).astype(np.float32),
+        np.concatenate([xy_map, np.tile([0.0, 100.0], (40, 1))]).astype(np.float32),
+        np.concatenate([y_map, 1 - y_test]),
+        np.zeros(4, np.float32), np.zeros(1, np.float32), np.zeros(4, np.float32),
+    )
+    xy_ref, y_ref, xy_test = map_coordinates(mu_test.astype(np.float32), latent_map, np.zeros((0, 4)), np.zeros(0))
+    assert len(y_ref) == 200
+    assert knn_accuracy_2d(xy_ref, y_ref, xy_test, y_test) == 1.0
+
+
+def test_select_split(data):
+    assert len(select_split(data, "held-out")) == len(data.subset("test")) == 32
+    assert len(select_split(data, "val+test")) == 64
+    with pytest.raises(ValueError, match="split must be one of"):
+        select_split(data, "everything")
+
+
+# ---------------------------------------------------------------------- evaluate()
+def test_identity_reconstruction_scores_perfectly(data, features):
+    model = IdentityAutoencoder()
+    train = data.subset("train")
+    latent_map = pca_map(to_float(train.images).flatten(1).numpy(), train.labels.numpy())
+    metrics = evaluate(model, data, features, latent_map)
+    assert metrics["recon_mse"] == 0 and metrics["recon_psnr"] == pytest.approx(100.0)
+    assert metrics["recon_ssim"] == pytest.approx(1.0, abs=1e-4)
+    assert metrics["label_preservation"] == metrics["feature_cnn_accuracy"] >= 0.95
+    assert metrics["probe_accuracy"] >= 0.95 and metrics["probe_balanced_accuracy"] >= 0.95  # pixels encode the label
+    assert metrics["knn_accuracy"] >= 0.9
+    assert metrics["eval_images"] == 32 and metrics["prior_samples"] == 32
+    assert metrics["active_units"] > 0
+
+
+def test_constant_decoder_loses_structure_and_labels(data, features):
+    metrics = evaluate(ConstantDecoder(), data, features, latent_map=None, num_samples=40)
+    assert metrics["recon_ssim"] < 0.3
+    assert metrics["label_preservation"] == 0.5  # one prediction for every eye of a balanced set
+    assert metrics["prior_samples"] == 40
+
+
+def test_evaluate_a_tiny_vaegan_is_complete_and_deterministic(data, features):
+    torch.manual_seed(0)
+    model = VAEGAN(ModelConfig(image_size=SIZE, base_channels=8, latent_dim=8))
+    train = data.subset("train")
+    from vaegan.latent_map import encode_images
+
+    latent_map = pca_map(encode_images(model, train.images), train.labels.numpy())
+    first = evaluate(model, data, features, latent_map, seed=1)
+    second = evaluate(model, data, features, latent_map, seed=1)
+    assert first == second
+    expected = {
+        "recon_mse", "recon_psnr", "recon_ssim", "frechet_distance", "kid", "probe_accuracy",
+        "probe_balanced_accuracy", "knn_accuracy", "active_units", "label_preservation", "feature_cnn_accuracy",
+    }
+    assert expected <= set(first)
+    assert all(math.isfinite(value) for value in first.values())
+    assert not model.training
+
+
+def test_shape_mismatch_is_refused(data):
+    features = EyeFeatureNet(FeatureConfig(image_size=64, channels=1, widths=[4]))
+    with pytest.raises(ValueError, match="image shapes disagree"):
+        evaluate(IdentityAutoencoder(), data, features)
+
+
+# ---------------------------------------------------------------------- command line
+def write_folder(root, n: int = 48) -> None:
+    """PNG eyes in train/ and test/ class folders, as a user's data dir."""
+    data = make_data(n, seed=5)
+    for i, (image, label) in enumerate(zip(data.images, data.labels)):
+        split = "train" if i < 0.75 * n else "test"
+        folder = root / split / ("open" if label else "closed")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[0].numpy()).save(folder / f"{i}.png")
+
+
+def test_command_line_fit_features_then_evaluate(tmp_path, capsys):
+    write_folder(tmp_path / "eyes")
+    feature_file = tmp_path / "features.safetensors"
+    cache = str(tmp_path / "cache")
+    common = ["--data-dir", str(tmp_path / "eyes"), "--cache-dir", cache]
+    assert main(["fit-features", *common, "--out", str(feature_file), "--epochs", "2", "--image-size", str(SIZE)]) == 0
+    assert "held_out_accuracy" in feature_file_info(feature_file)
+
+    torch.manual_seed(0)
+    model = VAEGAN(ModelConfig(image_size=SIZE, base_channels=8, latent_dim=8))
+    model.save_pretrained(tmp_path / "model")
+    train = make_data(48, seed=5)
+    pca_map(np.random.default_rng(0).normal(size=(36, 8)), train.labels[:36].numpy()).save(tmp_path / "model")
+    out = tmp_path / "metrics.json"
+    assert main(["--model", str(tmp_path / "model"), *common, "--features", str(feature_file), "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert {"recon_ssim", "frechet_distance", "kid", "probe_accuracy", "knn_accuracy", "label_preservation"} <= set(metrics)
+    assert "frechet_distance" in capsys.readouterr().out
+
+    (tmp_path / "bad.safetensors").write_bytes(b"junk")
+    assert main(["--model", str(tmp_path / "model"), *common, "--features", str(tmp_path / "bad.safetensors")]) == 1

@@ -1,0 +1,175 @@
+"""The Hub, offline: loading from a pre-filled cache, the push with its upload intercepted, the model card."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
+
+import train
+from vaegan import VAEGAN, ModelConfig, hub
+from vaegan.latent_map import LatentMap
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ModelConfig(image_size=32, base_channels=8, latent_dim=8)
+
+
+def tiny_model_dir(path: Path) -> Path:
+    torch.manual_seed(0)
+    model = VAEGAN(TINY).eval()
+    model.save_pretrained(path)
+    rng = np.random.default_rng(0)
+    LatentMap(
+        mu=rng.normal(size=(20, 8)).astype(np.float32),
+        xy=rng.normal(size=(20, 2)).astype(np.float32),
+        labels=np.arange(20) % 2,
+        probe_weight=np.ones(8, np.float32),
+        probe_bias=np.zeros(1, np.float32),
+        open_direction=np.ones(8, np.float32),
+    ).save(path)
+    hub.write_model_card(path, {"command": "python train.py --epochs 1"}, {"recon_ssim": 0.5})
+    return path
+
+
+def fill_hf_cache(cache: Path, repo_id: str, files: Path) -> None:
+    """Lay out files as huggingface_hub's cache does after a download of repo_id."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for path in files.iterdir():
+        if path.is_file():
+            (snapshot / path.name).write_bytes(path.read_bytes())
+
+
+LOAD_SCRIPT = """
+import sys, torch
+from vaegan.hub import load_model, HubError
+try:
+    model, latent_map = load_model(sys.argv[1])
+except HubError as error:
+    print("HubError:", error); sys.exit(3)
+torch.save({"out": model.decode(torch.ones(2, model.config.latent_dim)), "map": len(latent_map)}, sys.argv[2])
+"""
+
+
+def offline_load(tmp_path, cache, source):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "out.pt"
+    result = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, source, str(out)], env=env, capture_output=True, text=True, timeout=120)
+    return result, out
+
+
+def test_repo_id_loads_from_a_filled_cache_offline_with_identical_outputs(tmp_path):
+    model_dir = tiny_model_dir(tmp_path / "model")
+    cache = tmp_path / "hf-cache"
+    fill_hf_cache(cache, "someone/eyes-vaegan", model_dir)
+    result, out = offline_load(tmp_path, cache, "someone/eyes-vaegan")
+    assert result.returncode == 0, result.stdout + result.stderr
+    loaded = torch.load(out, weights_only=True)
+    expected = VAEGAN.from_pretrained(model_dir, strict=True).eval().decode(torch.ones(2, 8))
+    assert torch.equal(loaded["out"], expected) and loaded["map"] == 20
+
+
+def test_offline_without_cache_says_so(tmp_path):
+    result, _ = offline_load(tmp_path, tmp_path / "empty-cache", "someone/not-cached")
+    assert result.returncode == 3
+    assert "HubError" in result.stdout and "offline" in result.stdout.lower()
+
+
+@pytest.fixture
+def intercepted(monkeypatch):
+    """Replace the two network calls of a push; record what would go up."""
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    calls = {}
+
+    def create_repo(self, repo_id, private=False, exist_ok=False, **kwargs):
+        calls["repo"] = (repo_id, private, exist_ok)
+
+    def create_commit(self, repo_id, operations, commit_message=None, **kwargs):
+        calls.setdefault("commits", []).append(
+            {"repo_id": repo_id, "message": commit_message, "files": {op.path_in_repo: Path(op.path_or_fileobj).read_bytes() for op in operations}}
+        )
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    return calls
+
+
+def test_push_uploads_exactly_the_model_files(tmp_path, intercepted):
+    model_dir = tiny_model_dir(tmp_path / "model")
+    (model_dir / "images").mkdir()
+    (model_dir / "images" / "samples.png").write_bytes(b"png")
+    (model_dir / "notes.txt").write_text("local only")
+    url = hub.push_model_dir(model_dir, "someone/eyes", private=True, commit_message="v1")
+    assert url.endswith("/commit/abc")
+    assert intercepted["repo"] == ("someone/eyes", True, True)
+    commit = intercepted["commits"][0]
+    assert sorted(commit["files"]) == ["README.md", "config.json", "images/samples.png", "latent_map.safetensors", "model.safetensors"]
+    assert commit["message"] == "v1"
+    assert commit["files"]["model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
+    hub.push_model_dir(model_dir, "someone/eyes")  # pushing twice updates the same repo
+    assert [c["repo_id"] for c in intercepted["commits"]] == ["someone/eyes", "someone/eyes"]
+
+
+def test_push_without_token_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(hub, "get_token", lambda: None)
+    with pytest.raises(hub.HubError, match="hf auth login"):
+        hub.push_model_dir(tiny_model_dir(tmp_path / "model"), "someone/eyes")
+
+
+@pytest.mark.parametrize("failure", [ConnectionError("Failed to resolve 'huggingface.co'"), "http"])
+def test_failed_upload_is_one_line_and_keeps_the_model_dir(tmp_path, intercepted, monkeypatch, failure):
+    model_dir = tiny_model_dir(tmp_path / "model")
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()}
+
+    def reject(self, *args, **kwargs):
+        if failure == "http":
+            import httpx
+
+            response = httpx.Response(403, request=httpx.Request("POST", "https://huggingface.co/api/x"))
+            raise HfHubHTTPError("403 Forbidden: you don't have the rights to create a model under this namespace", response=response)
+        raise failure
+
+    monkeypatch.setattr(HfApi, "create_commit", reject)
+    with pytest.raises(hub.HubError) as error:
+        hub.push_model_dir(model_dir, "someone/eyes")
+    assert "\n" not in str(error.value) and "unchanged" in str(error.value)
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()} == before
+
+
+def test_hub_cli_exits_non_zero_on_failure(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(hub, "get_token", lambda: None)
+    assert hub.main(["push", "--model", str(tiny_model_dir(tmp_path / "m")), "--repo-id", "a/b"]) == 1
+    assert "hf auth login" in capsys.readouterr().err
+
+
+def test_model_card_from_a_real_run_has_its_metrics_and_metadata(eye_folder, tmp_path, intercepted):
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(eye_folder), "--out-dir", str(out), "--image-size", "32", "--base-channels", "8",
+            "--latent-dim", "8", "--batch-size", "8", "--epochs", "1", "--map-size", "20", "--push-to-hub", "someone/eyes"]
+    assert train.main(argv) == 0
+    card = (out / "model" / "README.md").read_text()
+    front, body = card.split("---\n")[1], card.split("---\n", 2)[2]
+    meta = yaml.safe_load(front)
+    assert meta["library_name"] == "vaegan" and meta["license"] == "mit"
+    assert meta["pipeline_tag"] == "unconditional-image-generation" and "vae-gan" in meta["tags"]
+    metrics = json.loads((out / "model" / "metrics.json").read_text())
+    assert f"{metrics['val_mse']:.4g}" in body and f"| active latent units | {metrics['active_units']} |" in body
+    for section in ("## Use", "## Training", "## Evaluation", "## Pictures"):
+        assert section in body
+    for picture in ("samples", "reconstructions", "interpolation", "latent_map"):
+        assert f"images/{picture}.png" in body and (out / "model" / "images" / f"{picture}.png").exists()
+    files = intercepted["commits"][0]["files"]
+    assert "images/latent_map.png" in files and "metrics.json" in files and files["README.md"] == card.encode()
