@@ -30,6 +30,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto / cpu / cuda
     mixed_precision: str = "auto"  # auto (bf16 where the GPU / CPU supports it) / no / bf16
+    compile: bool = False  # torch.compile the networks (slow first steps, faster after on GPUs)
     # optimisation
     lr: float = 2e-4
     lr_discriminator: float = 2e-4

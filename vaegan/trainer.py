@@ -81,19 +81,26 @@ class Trainer:
         self.warmup_steps = int(config.warmup_epochs * self.steps_per_epoch)
         self.adversarial = model_config.model_type == "vaegan"
 
-        model = VAEGAN(model_config)
-        opt_model = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+        on_gpu = self.device.type == "cuda"
+        # channels_last and fused Adam are GPU wins; on this CPU channels_last measured no faster
+        self.memory_format = torch.channels_last if on_gpu else torch.contiguous_format
+        model = VAEGAN(model_config).to(memory_format=self.memory_format)
+        adam = dict(betas=(config.beta1, config.beta2), fused=on_gpu or None)
+        opt_model = torch.optim.Adam(model.parameters(), lr=config.lr, **adam)
         if self.adversarial:
-            discriminator = Discriminator(model_config)
-            opt_disc = torch.optim.Adam(
-                discriminator.parameters(), lr=config.lr_discriminator, betas=(config.beta1, config.beta2)
-            )
+            discriminator = Discriminator(model_config).to(memory_format=self.memory_format)
+            opt_disc = torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator, **adam)
             self.model, self.discriminator, self.opt_model, self.opt_disc = self.accelerator.prepare(
                 model, discriminator, opt_model, opt_disc
             )
         else:
             self.model, self.opt_model = self.accelerator.prepare(model, opt_model)
             self.discriminator = self.opt_disc = None
+        if config.compile:
+            self.forward = torch.compile(self.model)
+            self.discriminate = torch.compile(self.discriminator) if self.adversarial else None
+        else:
+            self.forward, self.discriminate = self.model, self.discriminator
         self.images = self.train_data.images.to(self.device)  # uint8: a 175k x 64 x 64 cache is 0.7 GB
         self.step = 0
         generator = torch.Generator().manual_seed(config.seed + 1)
@@ -108,14 +115,14 @@ class Trainer:
         gate = 1.0 if self.step >= self.warmup_steps else 0.0
         z_prior = torch.randn(len(x), self.model_config.latent_dim, device=x.device) if self.adversarial else None
         with self.accelerator.autocast():
-            x_rec, mu, logvar, x_prior = self.model(x, z_prior)
+            x_rec, mu, logvar, x_prior = self.forward(x, z_prior)
             kl = losses.kl_divergence(mu.float(), logvar.float())
             pixel = losses.pixel_reconstruction(x_rec.float(), x)
             loss_model = cfg.pixel_weight * pixel + cfg.kl_weight * kl
             logs = {"pixel": pixel, "kl": kl}
             if self.adversarial:
                 # 1. one discriminator pass over real, reconstructed and prior-sampled images
-                logits, features = self.discriminator(torch.cat([x, x_rec, x_prior]))
+                logits, features = self.discriminate(torch.cat([x, x_rec, x_prior]))
                 logit_real, logit_rec, logit_prior = logits.float().chunk(3)
                 features_real, features_rec, _ = features.float().chunk(3)
                 loss_disc = losses.discriminator_loss(logit_real, torch.cat([logit_rec, logit_prior]))
@@ -144,7 +151,7 @@ class Trainer:
 
     def batch(self, index: torch.Tensor) -> torch.Tensor:
         """Float batch for the given image indices, with random horizontal flips."""
-        x = to_float(self.images[index.to(self.images.device)])  # (B, C, H, W)
+        x = to_float(self.images[index.to(self.images.device)]).contiguous(memory_format=self.memory_format)  # (B, C, H, W)
         if self.config.hflip:
             flip = torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5
             x = torch.where(flip, x.flip(3), x)
