@@ -96,8 +96,11 @@ def intercepted(monkeypatch):
         calls["repo"] = (repo_id, private, exist_ok)
 
     def create_commit(self, repo_id, operations, commit_message=None, **kwargs):
+        def content(op):
+            return op.path_or_fileobj if isinstance(op.path_or_fileobj, bytes) else Path(op.path_or_fileobj).read_bytes()
+
         calls.setdefault("commits", []).append(
-            {"repo_id": repo_id, "message": commit_message, "files": {op.path_in_repo: Path(op.path_or_fileobj).read_bytes() for op in operations}}
+            {"repo_id": repo_id, "message": commit_message, "files": {op.path_in_repo: content(op) for op in operations}}
         )
         return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
 
@@ -157,7 +160,7 @@ def test_hub_cli_exits_non_zero_on_failure(tmp_path, monkeypatch, capsys):
 
 def test_model_card_from_a_real_run_has_its_metrics_and_metadata(eye_folder, tmp_path, intercepted):
     out = tmp_path / "run"
-    argv = ["--data-dir", str(eye_folder), "--out-dir", str(out), "--image-size", "32", "--base-channels", "8",
+    argv = ["--data-dir", str(eye_folder), "--out-dir", str(out), "--image-size", "64", "--base-channels", "8",
             "--latent-dim", "8", "--batch-size", "8", "--epochs", "1", "--map-size", "20", "--push-to-hub", "someone/eyes"]
     assert train.main(argv) == 0
     card = (out / "model" / "README.md").read_text()
@@ -167,9 +170,17 @@ def test_model_card_from_a_real_run_has_its_metrics_and_metadata(eye_folder, tmp
     assert meta["pipeline_tag"] == "unconditional-image-generation" and "vae-gan" in meta["tags"]
     metrics = json.loads((out / "model" / "metrics.json").read_text())
     assert f"{metrics['val_mse']:.4g}" in body and f"| active latent units | {metrics['active_units']} |" in body
+    # the evaluation suite ran on the held-out fixture eyes (the bundled eye-feature CNN fits 64x64 grayscale)
+    assert metrics["eval_images"] == 6
+    for key, label in hub.CARD_METRICS:
+        if key in ("recon_ssim", "frechet_distance", "probe_accuracy", "label_preservation"):
+            assert f"| {label} | {metrics[key]:.4g} |" in body
+    assert set(meta["metrics"]) >= {"recon_ssim", "frechet_distance", "kid", "probe_accuracy"}
     for section in ("## Use", "## Training", "## Evaluation", "## Pictures"):
         assert section in body
     for picture in ("samples", "reconstructions", "interpolation", "latent_map"):
         assert f"images/{picture}.png" in body and (out / "model" / "images" / f"{picture}.png").exists()
     files = intercepted["commits"][0]["files"]
-    assert "images/latent_map.png" in files and "metrics.json" in files and files["README.md"] == card.encode()
+    assert "images/latent_map.png" in files and "metrics.json" in files
+    assert files["README.md"] == card.replace("REPO_ID", "someone/eyes").encode()
+    assert 'VAEGAN.from_pretrained("someone/eyes")' in files["README.md"].decode()

@@ -161,7 +161,10 @@ def push_model_dir(
     if get_token() is None:
         raise HubError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then push again")
     files = sorted({path for pattern in MODEL_FILES for path in model_dir.glob(pattern) if path.is_file()})
-    operations = [CommitOperationAdd(path.relative_to(model_dir).as_posix(), str(path)) for path in files]
+    operations = [
+        CommitOperationAdd(path.relative_to(model_dir).as_posix(), _card_for(repo_id, path) if path.name == "README.md" else str(path))
+        for path in files
+    ]
     api = HfApi()
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
@@ -169,6 +172,11 @@ def push_model_dir(
     except Exception as error:  # noqa: BLE001 - HTTP, offline and auth failures all end here
         raise HubError(f"push to {repo_id} failed ({type(error).__name__}: {_first_line(error)}); {model_dir} is unchanged") from error
     return str(getattr(commit, "commit_url", commit))
+
+
+def _card_for(repo_id: str, path: Path) -> bytes:
+    """The model card as uploaded: its usage snippets name the repo it lives in."""
+    return path.read_text().replace("REPO_ID", repo_id).encode()
 
 
 def load_model(source: str) -> tuple[VAEGAN, LatentMap | None]:

@@ -23,10 +23,10 @@ from accelerate import Accelerator
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from vaegan import hub, losses
+from vaegan import evaluate, hub, losses
 from vaegan.config import ModelConfig, TrainConfig
 from vaegan.data import EyeData, to_float
-from vaegan.latent_map import build_latent_map
+from vaegan.latent_map import LatentMap, build_latent_map
 from vaegan.networks import VAEGAN, Discriminator
 
 logger = logging.getLogger(__name__)
@@ -335,17 +335,26 @@ class Trainer:
             latent_map = build_latent_map(model, self.data.images, self.data.labels, self.config.map_size, self.config.seed)
             latent_map.save(model_dir)
             hub.write_card_images(model, latent_map, self.fixed_real, model_dir)
-            metrics = self.final_metrics()
+            metrics = self.final_metrics(model, latent_map)
             (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             hub.write_model_card(model_dir, self.card_training_info(), metrics)
             logger.info("model written to %s", model_dir)
         return model_dir
 
-    def final_metrics(self) -> dict[str, float]:
-        """The last epoch's logged metrics (losses, held-out MSE, active units)."""
+    def final_metrics(self, model: VAEGAN, latent_map: LatentMap) -> dict[str, float]:
+        """The last epoch's logged metrics, plus the evaluation suite where the eye-feature CNN fits the model."""
         path = self.out_dir / "metrics.jsonl"
         lines = path.read_text().splitlines() if path.exists() else []
-        return json.loads(lines[-1]) if lines else {}
+        metrics = json.loads(lines[-1]) if lines else {}
+        try:
+            features = evaluate.load_feature_network()
+        except (OSError, ValueError) as error:
+            logger.info("no evaluation suite for the model card: %s", error)
+            return metrics
+        if (features.config.image_size, features.config.channels) != (self.model_config.image_size, self.model_config.channels):
+            logger.info("the eye-feature CNN is for another image size / channel count: evaluation skipped")
+            return metrics
+        return metrics | evaluate.evaluate(model, self.data, features, latent_map, seed=self.config.seed)
 
     def card_training_info(self) -> dict:
         """What the model card says about the run."""
