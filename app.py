@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = build_demo(model, latent_map)
     # Each event is a few milliseconds of single-threaded CPU work: one worker per core.
     demo.queue(default_concurrency_limit=max(2, min(8, os.cpu_count() or 1)), max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES)
+    # Gradio keeps ~70 KB of page state per session (10,000 by default): cap it so memory stays bounded.
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES,
+                state_session_capacity=2000)
     return 0
 
 

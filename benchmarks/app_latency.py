@@ -1,8 +1,11 @@
 """How fast the explorer page is: cold start, server time per click, browser click -> image, 100k-point map draw.
 
     python benchmarks/app_latency.py [--model DIR] [--clicks 200] [--browser-clicks 20] [--map-points 100000]
+    python benchmarks/app_latency.py --load [--model DIR] [--clients 20] [--seconds 60] [--client http]
 
 Needs Debian's chromium for the browser rows (`apt-get install -y chromium`); prints a Markdown table.
+`--load` instead starts `app.py` on localhost and has many API clients (gradio_client) click random map points
+through the `/decode_point` endpoint at once: clicks answered, errors, latency, the server's memory.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +51,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def start_app(model: str) -> tuple[subprocess.Popen, str]:
+    """`python app.py --model model` on a free localhost port; returns the process and its URL once it serves."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "app.py", "--model", model, "--port", str(port)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if "Running on" in line:
+            # keep reading its output, or the app blocks once the pipe is full
+            threading.Thread(target=process.stdout.read, daemon=True).start()
+            return process, f"http://127.0.0.1:{port}/"
+    raise RuntimeError(f"app.py exited ({process.wait()}) before serving")
 
 
 def cold_start(model: str, runs: int = 3) -> list[float]:
@@ -178,11 +197,135 @@ def browser_rows(model, latent_map, big_map, clicks: int) -> dict[str, float | l
     return results
 
 
+def gradio_client_users(url: str, n_points: int, clients: int, stop: float) -> list[tuple[list[float], list[str]]]:
+    """Each user a `gradio_client.Client` in its own thread, clicking until `stop`: (latencies ms, errors) per user."""
+    from gradio_client import Client
+
+    def user(k: int, client: Client) -> tuple[list[float], list[str]]:
+        rng = np.random.default_rng(k)
+        latencies, errors = [], []
+        while time.monotonic() < stop:
+            index = int(rng.integers(n_points))
+            start = time.perf_counter()
+            try:
+                image, point = client.submit(index, api_name="/decode_point").result(timeout=60)
+                if point["index"] != index or not Path(image).stat().st_size:
+                    raise ValueError(f"wrong answer for #{index}: {point}")
+                os.remove(image)  # keep nothing, as a browser tab: downloads stay small over a long run
+            except Exception as error:  # noqa: BLE001 - counted and shown, the load goes on
+                errors.append(f"#{index}: {error!r}"[:200])
+            else:
+                latencies.append(1000 * (time.perf_counter() - start))
+        return latencies, errors
+
+    with tempfile.TemporaryDirectory() as downloads, ThreadPoolExecutor(clients) as pool:
+        users = list(pool.map(lambda k: Client(url, verbose=False, download_files=f"{downloads}/{k}"), range(clients)))
+        results = list(pool.map(user, range(clients), users))
+        list(pool.map(Client.close, users))  # in parallel: each waits up to 1 s for its heartbeat thread
+    return results
+
+
+def http_users(url: str, n_points: int, clients: int, stop: float) -> list[tuple[list[float], list[str]]]:
+    """Each user an asyncio task on Gradio's REST API (`POST /gradio_api/call/decode_point`, then its event stream,
+    then the PNG), as `curl` or a thin client would: a load generator that costs far less CPU than gradio_client."""
+    import asyncio
+
+    import httpx
+
+    endpoint = f"{url}gradio_api/call/decode_point"
+
+    async def click(http: httpx.AsyncClient, index: int) -> None:
+        response = await http.post(endpoint, json={"data": [index]})
+        response.raise_for_status()
+        event, data = None, None
+        async with http.stream("GET", f"{endpoint}/{response.json()['event_id']}") as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("event:"):
+                    event = line.removeprefix("event:").strip()
+                elif line.startswith("data:") and event in ("complete", "error"):
+                    data = line.removeprefix("data:").strip()
+                    break
+        if event != "complete":
+            raise RuntimeError(f"{event}: {data}")
+        image, point = json.loads(data)
+        png = await http.get(image["url"])
+        png.raise_for_status()
+        if point["index"] != index or not png.content.startswith(b"\x89PNG"):
+            raise ValueError(f"wrong answer for #{index}: {point}")
+
+    async def user(k: int, http: httpx.AsyncClient) -> tuple[list[float], list[str]]:
+        rng = np.random.default_rng(k)
+        latencies, errors = [], []
+        while time.monotonic() < stop:
+            index = int(rng.integers(n_points))
+            start = time.perf_counter()
+            try:
+                await click(http, index)
+            except Exception as error:  # noqa: BLE001 - counted and shown, the load goes on
+                errors.append(f"#{index}: {error!r}"[:200])
+            else:
+                latencies.append(1000 * (time.perf_counter() - start))
+        return latencies, errors
+
+    async def run() -> list[tuple[list[float], list[str]]]:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=4 * clients)) as http:
+            return await asyncio.gather(*(user(k, http) for k in range(clients)))
+
+    return asyncio.run(run())
+
+
+def load_rows(model: str, n_points: int, clients: int, seconds: float, client: str) -> list[tuple[str, str]]:
+    """Many users clicking random map points through `/decode_point` at once, against `app.py` on localhost."""
+    import psutil
+
+    process, url = start_app(model)
+    server = psutil.Process(process.pid)
+    users = gradio_client_users if client == "gradio_client" else http_users
+    try:
+        users(url, n_points, 1, time.monotonic() + 1)  # first-call costs (imports, caches) out of the start figures
+        rss = [server.memory_info().rss]
+        cpu = [sum(server.cpu_times()[:2]), sum(psutil.Process().cpu_times()[:2])]  # server, clients: user + system
+        done = threading.Event()
+
+        def watch_memory() -> None:
+            while not done.wait(1.0):
+                rss.append(server.memory_info().rss)
+
+        watcher = threading.Thread(target=watch_memory, daemon=True)
+        watcher.start()
+        results = users(url, n_points, clients, time.monotonic() + seconds)
+        done.set()
+        watcher.join()
+        rss.append(server.memory_info().rss)
+        cpu = [sum(server.cpu_times()[:2]) - cpu[0], sum(psutil.Process().cpu_times()[:2]) - cpu[1]]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    latencies = [t for user_latencies, _ in results for t in user_latencies]
+    errors = [e for _, user_errors in results for e in user_errors]
+    mb = [r / 2**20 for r in rss]
+    return [
+        ("clients x seconds", f"{clients} x {seconds:g}, {client}"),
+        ("clicks answered (per second)", f"{len(latencies)} ({len(latencies) / seconds:.1f}/s)"),
+        ("errors", f"{len(errors)}" + (f" (first: {errors[0]})" if errors else "")),
+        ("click -> decoded PNG downloaded, per client (ms)", summary(latencies)),
+        ("CPU time per click, server / clients (ms)", " / ".join(f"{1000 * t / max(len(latencies), 1):.0f}"
+                                                               for t in cpu)),
+        ("server RSS at start / peak / end (MB)", f"{mb[0]:.0f} / {max(mb):.0f} / {mb[-1]:.0f}"),
+    ]
+
+
 def summary(values: float | list[float]) -> str:
     values = np.atleast_1d(np.asarray(values, dtype=np.float64))
     if len(values) == 1:
         return f"{values[0]:.1f}"
     return f"p50 {np.percentile(values, 50):.1f}, p95 {np.percentile(values, 95):.1f} (n={len(values)})"
+
+
+def print_table(heading: str, rows: list[tuple[str, str]]) -> None:
+    print(f"\n{heading}\n\n| measure | value |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,23 +337,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--browser-clicks", type=int, default=20)
     parser.add_argument("--map-points", type=int, default=100_000)
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--load", action="store_true", help="only the many-users rows (see --clients, --seconds)")
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--client", choices=["gradio_client", "http"], default="gradio_client",
+                        help="--load clients: gradio_client (threads), or plain HTTP on Gradio's REST API (asyncio)")
     args = parser.parse_args(argv)
-
-    import tempfile
 
     import torch
 
     from vaegan.hub import load_model
     from vaegan.ui import Explorer, draw_example_eye, points_payload
 
+    model, latent_map = load_model(args.model)
+    if latent_map is None:
+        raise SystemExit(f"{args.model} has no latent map")
+    if args.load:
+        rows = load_rows(args.model, len(latent_map), args.clients, args.seconds, args.client)
+        print_table(f"model: {args.model} (map of {len(latent_map)} eyes); `app.py` on localhost, clients via "
+                    f"gradio_client on the same machine; {os.cpu_count()} CPU cores", rows)
+        return 0
+
     rows: list[tuple[str, str]] = []
     starts = cold_start(args.model)
     rows.append(("cold start, `python app.py` to 'Running on' (s)", summary(starts)))
 
     torch.set_num_threads(1)  # as app.py does
-    model, latent_map = load_model(args.model)
-    if latent_map is None:
-        raise SystemExit(f"{args.model} has no latent map")
     with tempfile.TemporaryDirectory() as work:
         upload = Path(work) / "eye.png"
         draw_example_eye(True).resize((64, 64)).save(upload)
@@ -227,11 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, values in browser_rows(model, latent_map, big_map, args.browser_clicks).items():
             rows.append((name, summary(values)))
 
-    print(f"\nmodel: {args.model} (latent {model.config.latent_dim}, map of {len(latent_map)} eyes); "
-          f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print("| measure | value |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    print_table(f"model: {args.model} (latent {model.config.latent_dim}, map of {len(latent_map)} eyes); "
+                f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads", rows)
     return 0
 
 

@@ -21,6 +21,7 @@ from vaegan.latent_map import LatentMap
 from vaegan.networks import VAEGAN
 from vaegan.ui import (
     DISPLAY_SIZE,
+    MAP_SCRIPT,
     SAMPLE_COUNT,
     Explorer,
     blend_nearest,
@@ -103,6 +104,18 @@ def test_two_clicks_make_a_and_b(explorer, latent_map):
 def test_point_click_outside_the_map_is_an_error(explorer):
     with pytest.raises(gr.Error, match="No point #100000"):
         explorer.on_point(None, event(index=100000))
+
+
+def test_decode_point_api_returns_the_eye_and_its_facts(explorer, model, latent_map):
+    picture, point = explorer.decode_point(7)
+    np.testing.assert_array_equal(pixels(picture), pixels(to_picture(decode(model, latent_map.mu[7])[0])))
+    assert point == {"index": 7, "label": ("closed", "open")[int(latent_map.labels[7])],
+                     "p_open": pytest.approx(float(latent_map.predict_open(latent_map.mu[7:8])[0])),
+                     "x": pytest.approx(float(latent_map.xy[7, 0])), "y": pytest.approx(float(latent_map.xy[7, 1]))}
+    assert explorer.decode_point(7.0)[1]["index"] == 7  # JSON numbers may arrive as floats
+    for bad in (-1, len(latent_map), 2.5, None):
+        with pytest.raises(gr.Error, match=f"No point #{bad} on the map: it has points #0 to #{len(latent_map) - 1}"):
+            explorer.decode_point(bad)
 
 
 def test_empty_space_click_blends_the_nearest_points(explorer, model, latent_map):
@@ -280,6 +293,7 @@ def test_page_serves_plotly_locally(model, latent_map):
     assert 'src="gradio_api/file=' in head and "http" not in head  # relative URL: offline, works under a sub-path
     script = Path(head.split("file=")[1].split('"')[0])
     assert script.is_file() and "plotly.js v" in script.read_text()[:200]
+    assert html[0].js_on_load == MAP_SCRIPT.read_text(encoding="utf-8")  # the browser code ships beside ui.py
     assert "point_click" in html[0].js_on_load and "map_click" in html[0].js_on_load
     assert not any(isinstance(block, gr.Plot) for block in demo.blocks.values())  # Gradio's plotly.js would clash
 

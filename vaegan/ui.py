@@ -3,8 +3,9 @@
 `build_demo(model, latent_map)` returns the page; the callbacks are methods of `Explorer`, plain
 functions that tests call directly. The map is a plotly.js WebGL scatter inside a `gr.HTML`
 (Gradio's own plot components give no clicked point): plotly.js comes from the installed
-`plotly` package, the points are fetched once through a server function as base64 float32,
-and clicks come back as the custom events `point_click` / `map_click`.
+`plotly` package, the browser code is `ui_map.js` beside this file, the points are fetched once
+through a server function as base64 float32, and clicks come back as the custom events
+`point_click` / `map_click`. API clients decode a map point through the endpoint `/decode_point`.
 """
 
 from __future__ import annotations
@@ -200,23 +201,35 @@ class Explorer:
         marks = gr.update(marks=self.marks(eyes)) if self.latent_map is not None else None
         return state, to_picture(eye["image"]), eye["caption"], 0.0, marks, pair
 
-    # ---- events
-
-    def get_points(self, _args: Any = None) -> dict[str, Any]:
-        """Server function: the map's points for the browser."""
-        return points_payload(self.latent_map) if self.latent_map is not None else {"n": 0}
-
-    def on_point(self, state: dict[str, Any] | None, evt: gr.EventData) -> tuple:
-        """A click on a map point: decode that point's mu."""
+    def _map_eye(self, index: Any) -> dict[str, Any]:
+        """The eye of map point `index`: its mu decoded; gr.Error for a point not on the map."""
         if self.latent_map is None:
             raise gr.Error("This model has no latent map.")
-        index = int(evt.index)
-        if not 0 <= index < len(self.latent_map):
-            raise gr.Error(f"No point #{index} on the map.")
+        if index is None or not float(index).is_integer() or not 0 <= int(index) < len(self.latent_map):
+            raise gr.Error(f"No point #{index} on the map: it has points #0 to #{len(self.latent_map) - 1}.")
+        index = int(index)
         z = self.latent_map.mu[index]
         label = LABEL_NAMES[int(self.latent_map.labels[index])]
         caption = f"**Eye #{index}** from the map, labelled **{label}**. {self._probe_text(z)}"
-        return self._show(state, self._eye(f"#{index} ({label})", z, caption, self.latent_map.xy[index]))
+        return self._eye(f"#{index} ({label})", z, caption, self.latent_map.xy[index])
+
+    # ---- events
+
+    def on_point(self, state: dict[str, Any] | None, evt: gr.EventData) -> tuple:
+        """A click on a map point: decode that point's mu."""
+        return self._show(state, self._map_eye(evt.index))
+
+    def decode_point(self, index: float | None) -> tuple[Image.Image, dict[str, Any]]:
+        """The API endpoint `/decode_point`: map point `index` decoded, with its label, P(open) and map position."""
+        eye = self._map_eye(index)
+        index = int(index)
+        return to_picture(eye["image"]), {
+            "index": index,
+            "label": LABEL_NAMES[int(self.latent_map.labels[index])],
+            "p_open": self.probability(eye["z"]),
+            "x": eye["where"][0],
+            "y": eye["where"][1],
+        }
 
     def on_map_click(self, state: dict[str, Any] | None, evt: gr.EventData) -> tuple:
         """A click on empty map space: decode the inverse-distance blend of the nearest points' latents."""
@@ -319,13 +332,7 @@ class Explorer:
             samples = {"seed": 0, "z": self.sample_latents(0)}
             return {"eyes": [self._sample_eye(samples, 0), self._sample_eye(samples, 1)]}
         p = self.latent_map.predict_open(self.latent_map.mu)
-        eyes = []
-        for index in (int(np.argmin(p)), int(np.argmax(p))):
-            label = LABEL_NAMES[int(self.latent_map.labels[index])]
-            z = self.latent_map.mu[index]
-            caption = f"**Eye #{index}** from the map, labelled **{label}**. {self._probe_text(z)}"
-            eyes.append(self._eye(f"#{index} ({label})", z, caption, self.latent_map.xy[index]))
-        return {"eyes": eyes}
+        return {"eyes": [self._map_eye(int(np.argmin(p))), self._map_eye(int(np.argmax(p)))]}
 
 
 def _upload_path(upload: Any) -> str | None:
@@ -358,99 +365,7 @@ def read_upload(path: str | os.PathLike, model: VAEGAN) -> torch.Tensor:
 
 # ---------------------------------------------------------------- the page
 
-PLOTLY_JS = """
-const box = element.querySelector('.vaegan-map');
-const note = element.querySelector('.vaegan-map-note');
-const FILL = {closed: '#f28e2b', open: '#4e79a7'};
-let lastPointClick = 0, lastMapClick = 0;
-
-function unpack(text, Type) {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return new Type(bytes.buffer);
-}
-function ink() { return getComputedStyle(element).color || '#444'; }
-function paper() {
-  const dark = document.body.classList.contains('dark') || !!document.querySelector('.gradio-container.dark, .dark .gradio-container');
-  return dark ? 'rgba(17,24,39,0.9)' : 'rgba(255,255,255,0.9)';
-}
-function marksLayout(marks) {
-  const annotations = [], shapes = [];
-  for (const m of marks || []) {
-    annotations.push({x: m.x, y: m.y, text: m.text, showarrow: true, arrowhead: 2, arrowwidth: 1.5,
-      arrowcolor: m.color, ax: 28, ay: -32, bgcolor: paper(), bordercolor: m.color, borderwidth: 1.5,
-      borderpad: 3, font: {size: 12, color: ink()}});
-    shapes.push({type: 'circle', xref: 'x', yref: 'y', xsizemode: 'pixel', ysizemode: 'pixel',
-      xanchor: m.x, yanchor: m.y, x0: -9, x1: 9, y0: -9, y1: 9, line: {color: m.color, width: 3}});
-  }
-  return {annotations, shapes};
-}
-function showMarks() { if (box.dataset.ready === '1') Plotly.relayout(box, marksLayout(props.marks)); }
-function recolour() {
-  if (box.dataset.ready !== '1') return;
-  Plotly.relayout(box, Object.assign({'font.color': ink(), 'modebar.activecolor': ink()}, marksLayout(props.marks)));
-}
-
-async function draw() {
-  if (typeof Plotly === 'undefined') throw new Error('plotly.js did not load');
-  const data = await server.get_points();
-  if (!data || !data.n) { note.textContent = 'This model has no latent map.'; return; }
-  const x = unpack(data.x, Float32Array), y = unpack(data.y, Float32Array), labels = unpack(data.labels, Uint8Array);
-  const groups = data.names.map(() => []);
-  for (let i = 0; i < labels.length; i++) groups[labels[i]].push(i);
-  const order = groups.map((_, k) => k).sort((a, b) => groups[b].length - groups[a].length);  // minority drawn last, on top
-  const size = labels.length > 50000 ? 3 : labels.length > 5000 ? 4 : 6;
-  const traces = order.map(k => {
-    const index = groups[k], name = data.names[k];
-    return {type: 'scattergl', mode: 'markers', name: `${name} (${index.length.toLocaleString()})`,
-      x: Float32Array.from(index, i => x[i]), y: Float32Array.from(index, i => y[i]), customdata: index,
-      marker: {size: size, color: FILL[name] || '#888', opacity: 0.75},
-      hovertemplate: `${name} eye #%{customdata}<extra></extra>`};
-  });
-  const axis = {showticklabels: false, zeroline: false, showgrid: true, gridcolor: 'rgba(128,128,128,0.18)', ticks: ''};
-  const layout = Object.assign({
-    margin: {l: 10, r: 10, t: 36, b: 10}, paper_bgcolor: 'rgba(0,0,0,0)', plot_bgcolor: 'rgba(0,0,0,0)',
-    font: {color: ink(), size: 13}, dragmode: 'pan', hovermode: 'closest', uirevision: 'keep',
-    legend: {orientation: 'h', x: 0, y: 1.0, yanchor: 'bottom', itemsizing: 'constant'},
-    modebar: {bgcolor: 'rgba(0,0,0,0)', color: 'rgba(128,128,128,0.75)', activecolor: ink()},
-    xaxis: axis, yaxis: Object.assign({scaleanchor: undefined}, axis),
-  }, marksLayout(props.marks));
-  await Plotly.newPlot(box, traces, layout, {responsive: true, displaylogo: false, scrollZoom: true,
-    doubleClick: false, modeBarButtonsToRemove: ['select2d', 'lasso2d', 'toImage']});
-  box.on('plotly_click', ev => {
-    const point = ev.points && ev.points[0];
-    if (!point || point.customdata === undefined) return;
-    lastPointClick = performance.now();
-    trigger('point_click', {index: point.customdata});
-  });
-  // Plotly reports clicks on points only; a click elsewhere on the plot area decodes a blend of the nearest points.
-  box.addEventListener('click', ev => {
-    const now = performance.now();
-    if (now - lastPointClick < 250 || now - lastMapClick < 250) return;  // handled, or Plotly's re-dispatched copy
-    const layout = box._fullLayout;
-    if (!layout || !ev.target.closest || !ev.target.closest('.nsewdrag')) return;
-    const hover = box._hoverdata && box._hoverdata[0];
-    if (hover && hover.customdata !== undefined) {  // a quick second click on a point (Plotly's double-click)
-      lastPointClick = now;
-      trigger('point_click', {index: hover.customdata});
-      return;
-    }
-    const rect = box.getBoundingClientRect();
-    const px = ev.clientX - rect.left - layout.xaxis._offset, py = ev.clientY - rect.top - layout.yaxis._offset;
-    if (px < 0 || py < 0 || px > layout.xaxis._length || py > layout.yaxis._length) return;
-    lastMapClick = now;
-    trigger('map_click', {x: layout.xaxis.p2l(px), y: layout.yaxis.p2l(py)});
-  });
-  box.dataset.ready = '1';
-  note.textContent = `${labels.length.toLocaleString()} eyes. Click a dot to decode it, or empty space to decode a blend of the nearest dots. Drag to pan, scroll to zoom.`;
-  new MutationObserver(recolour).observe(document.body, {attributes: true, attributeFilter: ['class']});
-}
-
-watch('marks', showMarks);
-draw().catch(error => { note.textContent = `The map could not be drawn: ${error.message}`; console.warn(error); });
-"""
-
+MAP_SCRIPT = Path(__file__).with_name("ui_map.js")  # the map's browser code (package data)
 MAP_CSS = """
 .vaegan-map { width: 100%; height: min(68vh, 560px); min-height: 360px; }
 .vaegan-map-note { font-size: var(--text-sm); color: var(--body-text-color-subdued); margin: 4px 2px 0; }
@@ -475,18 +390,20 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
     """The explorer page for a model and its latent map (None: the page without the map)."""
     explorer = Explorer(model, latent_map)
     examples = write_examples(explorer.work_dir)
-    start = explorer.initial_state()
-    first = explorer._show(None, start["eyes"][0])[0]
-    state0, eye_picture, eye_caption, _, _, pair_caption = explorer._show(first, start["eyes"][1])
+    first, second = explorer.initial_state()["eyes"]
+    state0, eye_picture, eye_caption, _, _, pair_caption = explorer._show({"eyes": [first]}, second)
     has_map = latent_map is not None
     if has_map:
-        script = plotly_js_path()
-        gr.set_static_paths([str(script)])
+        plotly_js = plotly_js_path()
+        gr.set_static_paths([str(plotly_js)])
 
     def get_points(_args: Any = None) -> dict[str, Any]:  # a plain function: Gradio marks it as a server function
-        return explorer.get_points()
+        """The map's points for the browser (a server function: JS arguments arrive as one argument)."""
+        return points_payload(latent_map)
 
-    with gr.Blocks(title="Eyes VAE-GAN explorer") as demo:
+    # Every decoded picture is written to Gradio's cache: clear files older than an hour every 30 min,
+    # or a busy page fills the disk (each slider position and upload is a new file).
+    with gr.Blocks(title="Eyes VAE-GAN explorer", delete_cache=(1800, 3600)) as demo:
         state = gr.State(state0)
         samples = gr.State(None)
         intro = INTRO.format(latent_dim=model.config.latent_dim)
@@ -501,8 +418,8 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
                     plot = gr.HTML(
                         html_template='<div class="vaegan-map"></div><p class="vaegan-map-note">Loading the latent map…</p>',
                         css_template=MAP_CSS,
-                        js_on_load=PLOTLY_JS,
-                        head=f'<script src="gradio_api/file={script}"></script>',
+                        js_on_load=MAP_SCRIPT.read_text(encoding="utf-8"),
+                        head=f'<script src="gradio_api/file={plotly_js}"></script>',
                         server_functions=[get_points],
                         elem_id="latent-map",
                         marks=explorer.marks(state0["eyes"]),
@@ -557,5 +474,10 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
         interpolate.click(explorer.on_interpolate, inputs=[steps, state], outputs=[strip, gif], show_progress_on=[strip])
         sample.click(explorer.on_sample, inputs=[seed, state], outputs=[gallery, samples, *new_eye], show_progress_on=[gallery])
         gallery.select(explorer.on_sample_select, inputs=[samples, state], outputs=new_eye, show_progress="hidden")
+        if has_map:  # the map's click events carry their data outside the API: an endpoint for clients, no trigger
+            with gr.Group(visible=False):  # components the API needs in the page config, never shown
+                api_index = gr.Number(label="index", precision=0)
+                api_outputs = [gr.Image(label="eye", format="png"), gr.JSON(label="point")]
+            gr.on([], explorer.decode_point, inputs=api_index, outputs=api_outputs, api_name="decode_point")
     demo.explorer = explorer  # for tests and benchmarks
     return demo

@@ -1,0 +1,110 @@
+"""Many users at once: 20 API clients decoding map points for a few seconds, all answered, each with its own eye.
+
+Localhost only, through `gradio_client` (installed with gradio) and the page's `/decode_point` endpoint.
+Speed under load is measured by `benchmarks/app_latency.py --load`, not asserted here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client
+from PIL import Image
+
+from vaegan.config import ModelConfig
+from vaegan.latent_map import LatentMap
+from vaegan.networks import VAEGAN
+from vaegan.ui import DISPLAY_SIZE, build_demo, decode, to_picture
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+CLIENTS = 20
+SECONDS = 5.0
+MAX_CALLS = 500  # per client: the loop ends by itself even if the clock misbehaves
+CALL_TIMEOUT_S = 60  # one unanswered request fails the test instead of hanging it
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served():
+    torch.manual_seed(0)
+    model = VAEGAN(ModelConfig(base_channels=8, latent_dim=8)).eval()
+    rng = np.random.default_rng(0)
+    n = 300
+    latent_map = LatentMap(
+        mu=rng.normal(size=(n, 8)).astype(np.float32),
+        xy=rng.uniform(-5, 5, size=(n, 2)).astype(np.float32),
+        labels=rng.integers(0, 2, size=n).astype(np.int64),
+        probe_weight=rng.normal(size=8).astype(np.float32),
+        probe_bias=np.zeros(1, dtype=np.float32),
+        open_direction=rng.normal(size=8).astype(np.float32),
+    )
+    demo = build_demo(model, latent_map)
+    demo.queue(default_concurrency_limit=2, max_size=64)  # as app.py on 2 cores
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/", model, latent_map
+    demo.close()
+
+
+def clicks(client: Client, seed: int, n_points: int, deadline: float) -> tuple[list, list[str]]:
+    """One user clicking random points until the deadline: (answers as (index, image path, point), errors)."""
+    rng = np.random.default_rng(seed)
+    answers, errors = [], []
+    for _ in range(MAX_CALLS):
+        if time.monotonic() > deadline:
+            break
+        index = int(rng.integers(n_points))
+        try:
+            image, point = client.submit(index, api_name="/decode_point").result(timeout=CALL_TIMEOUT_S)
+        except Exception as error:  # noqa: BLE001 - every failure is collected and reported
+            errors.append(f"#{index}: {error!r}")
+        else:
+            answers.append((index, image, point))
+    return answers, errors
+
+
+def test_twenty_clients_clicking_points_are_all_answered(served, tmp_path):
+    url, model, latent_map = served
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        connect = [pool.submit(Client, url, verbose=False, download_files=str(tmp_path / f"user{k}"))
+                   for k in range(CLIENTS)]
+        users = [future.result(timeout=CALL_TIMEOUT_S) for future in connect]
+        deadline = time.monotonic() + SECONDS
+        results = list(pool.map(lambda k: clicks(users[k], k, len(latent_map), deadline), range(CLIENTS)))
+        list(pool.map(Client.close, users))  # in parallel: each waits up to 1 s for its heartbeat thread
+
+    errors = [error for _, user_errors in results for error in user_errors]
+    assert errors == []
+    assert all(len(answers) > 0 for answers, _ in results), "a client got no answer"
+    expected: dict[int, np.ndarray] = {}
+    for answers, _ in results:
+        for index, image_path, point in answers:
+            label = ("closed", "open")[int(latent_map.labels[index])]
+            assert point["index"] == index and point["label"] == label
+            assert [point["x"], point["y"]] == pytest.approx(latent_map.xy[index].tolist())
+            if index not in expected:
+                expected[index] = np.asarray(to_picture(decode(model, latent_map.mu[index])[0]))
+            with Image.open(image_path) as picture:  # this request's eye, not a neighbour's
+                assert picture.format == "PNG" and picture.size == (DISPLAY_SIZE, DISPLAY_SIZE)
+                np.testing.assert_array_equal(np.asarray(picture.convert("L")), expected[index])
+
+
+def test_decode_point_api_rejects_a_point_not_on_the_map(served, tmp_path):
+    url, _, latent_map = served
+    client = Client(url, verbose=False, download_files=str(tmp_path))
+    with pytest.raises(Exception, match=f"No point #{len(latent_map)} on the map"):
+        client.predict(len(latent_map), api_name="/decode_point")
+    assert client.predict(0, api_name="/decode_point")[1]["index"] == 0  # and still answers
+    client.close()
