@@ -17,7 +17,7 @@ from PIL import Image
 from conftest import make_eye
 from vaegan.config import ModelConfig
 from vaegan.data import load_image
-from vaegan.latent_map import LatentMap
+from vaegan.latent_map import LatentMap, slerp
 from vaegan.networks import VAEGAN
 from vaegan.ui import (
     DISPLAY_SIZE,
@@ -29,7 +29,7 @@ from vaegan.ui import (
     decode,
     draw_example_eye,
     points_payload,
-    slerp,
+
     to_picture,
 )
 

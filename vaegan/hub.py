@@ -130,8 +130,9 @@ def write_card_images(model: VAEGAN, latent_map: LatentMap | None, real: torch.T
     x = to_float(real[:16].to(device))
     pairs = torch.stack([x, model.decode(model.encode(x)[0])], dim=1).flatten(0, 1)  # (2B, C, H, W): real, rec, ...
     save_image(pairs.float().cpu(), out / "reconstructions.png", nrow=8, **options)
-    mu = model.encode(x[:2])[0]
-    strip = model.decode(slerp(mu[0], mu[-1], 10)) if len(x) > 1 else model.decode(slerp(z[0], z[1], 10))
+    ends = model.encode(x[:2])[0] if len(x) > 1 else z[:2]
+    path = slerp(ends[0].float().cpu().numpy(), ends[1].float().cpu().numpy(), np.linspace(0, 1, 10))  # (10, Z)
+    strip = model.decode(torch.from_numpy(path).to(device))
     save_image(strip.float().cpu(), out / "interpolation.png", nrow=10, **options)
     if latent_map is not None:
         draw_latent_map(latent_map).save(out / "latent_map.png")

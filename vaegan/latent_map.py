@@ -110,16 +110,21 @@ def build_latent_map(
     )
 
 
-def slerp(z_a: torch.Tensor, z_b: torch.Tensor, steps: int) -> torch.Tensor:
-    """Spherical interpolation from z_a to z_b (each (Z,)), endpoints included: (steps, Z).
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation from a (Z,) to b (Z,) at fractions t (T,) -> (T, Z); linear when a, b are parallel.
 
     White, "Sampling Generative Networks", 2016: under a Gaussian prior, slerp keeps the
     intermediate latents at a typical norm, where linear interpolation passes near the
     origin and decodes washed-out images.
     """
-    t = torch.linspace(0, 1, steps, dtype=z_a.dtype, device=z_a.device)[:, None]  # (T, 1)
-    cos = torch.dot(z_a / z_a.norm(), z_b / z_b.norm()).clamp(-1, 1)
-    omega = torch.arccos(cos)
-    if omega.abs() < 1e-4:  # nearly parallel: slerp degenerates to lerp
-        return (1 - t) * z_a + t * z_b
-    return (torch.sin((1 - t) * omega) * z_a + torch.sin(t * omega) * z_b) / torch.sin(omega)
+    t = np.asarray(t, dtype=np.float64)[:, None]  # (T, 1)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    cosine = np.dot(a64, b64) / max(np.linalg.norm(a64) * np.linalg.norm(b64), 1e-12)
+    omega = np.arccos(np.clip(cosine, -1.0, 1.0))
+    if np.sin(omega) < 1e-6:
+        out = (1 - t) * a64 + t * b64
+    else:
+        out = (np.sin((1 - t) * omega) * a64 + np.sin(t * omega) * b64) / np.sin(omega)
+    out[t[:, 0] == 0] = a64  # exact endpoints, free of rounding
+    out[t[:, 0] == 1] = b64
+    return out.astype(np.float32)

@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from vaegan.data import LABEL_NAMES, load_image, to_uint8
-from vaegan.latent_map import LatentMap
+from vaegan.latent_map import LatentMap, slerp
 from vaegan.networks import VAEGAN
 
 logger = logging.getLogger(__name__)
@@ -41,21 +41,6 @@ EMPTY_STATE: dict[str, Any] = {"eyes": []}
 
 
 # ---------------------------------------------------------------- latent maths
-
-
-def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Spherical interpolation from a (Z,) to b (Z,) at fractions t (T,) -> (T, Z); linear when a, b are parallel."""
-    t = np.asarray(t, dtype=np.float64)[:, None]  # (T, 1)
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    cosine = np.dot(a64, b64) / max(np.linalg.norm(a64) * np.linalg.norm(b64), 1e-12)
-    omega = np.arccos(np.clip(cosine, -1.0, 1.0))
-    if np.sin(omega) < 1e-6:
-        out = (1 - t) * a64 + t * b64
-    else:
-        out = (np.sin((1 - t) * omega) * a64 + np.sin(t * omega) * b64) / np.sin(omega)
-    out[t[:, 0] == 0] = a64  # exact endpoints, free of rounding
-    out[t[:, 0] == 1] = b64
-    return out.astype(np.float32)
 
 
 def blend_nearest(latent_map: LatentMap, x: float, y: float, k: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
