@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file
+
+from vaegan import VAEGAN, ModelConfig
+from vaegan.latent_map import FILENAME, LatentMap, build_latent_map
+
+
+def random_map(n=30, z=4, seed=0) -> LatentMap:
+    rng = np.random.default_rng(seed)
+    return LatentMap(
+        mu=rng.normal(size=(n, z)).astype(np.float32),
+        xy=rng.normal(size=(n, 2)).astype(np.float32),
+        labels=(np.arange(n) % 2).astype(np.int64),
+        probe_weight=np.array([5.0, 0, 0, 0], np.float32),
+        probe_bias=np.zeros(1, np.float32),
+        open_direction=np.ones(z, np.float32),
+    )
+
+
+def test_save_load_round_trip(tmp_path):
+    latent_map = random_map()
+    latent_map.save(tmp_path)
+    loaded = LatentMap.load(tmp_path)
+    for name in vars(latent_map):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(latent_map, name))
+    assert len(loaded) == 30
+
+
+def test_malformed_maps_are_refused(tmp_path):
+    save_file({"mu": np.zeros((3, 4), np.float32)}, str(tmp_path / FILENAME))
+    with pytest.raises(ValueError, match="missing"):
+        LatentMap.load(tmp_path)
+    bad = random_map()
+    bad.xy = bad.xy[:5]
+    bad.save(tmp_path)
+    with pytest.raises(ValueError, match="inconsistent"):
+        LatentMap.load(tmp_path)
+    (tmp_path / FILENAME).write_bytes(b"\x80\x04not safetensors")
+    with pytest.raises(Exception):
+        LatentMap.load(tmp_path)
+
+
+def test_probe_and_placement():
+    latent_map = random_map()
+    assert latent_map.predict_open(np.array([[1.0, 0, 0, 0]]))[0] > 0.99
+    assert latent_map.predict_open(np.array([[-1.0, 0, 0, 0]]))[0] < 0.01
+    placed = latent_map.place(latent_map.mu[[3, 7]])
+    np.testing.assert_allclose(placed, latent_map.xy[[3, 7]], atol=1e-3)  # a map point lands on itself
+
+
+def test_build_latent_map_from_a_model():
+    torch.manual_seed(0)
+    model = VAEGAN(ModelConfig(image_size=32, base_channels=8, latent_dim=6))
+    images = torch.randint(0, 256, (40, 1, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(40) % 2
+    images[labels == 1] //= 4  # open eyes darker: a linear probe can tell them apart
+    latent_map = build_latent_map(model, images, labels, size=30, seed=1)
+    assert latent_map.mu.shape == (30, 6) and latent_map.xy.shape == (30, 2) and np.isfinite(latent_map.xy).all()
+    assert set(latent_map.labels.tolist()) == {0, 1}
+    accuracy = ((latent_map.predict_open(latent_map.mu) > 0.5) == latent_map.labels).mean()
+    assert accuracy >= 0.9  # the stored probe separates the classes it was fitted on
+    expected = latent_map.mu[latent_map.labels == 1].mean(0) - latent_map.mu[latent_map.labels == 0].mean(0)
+    np.testing.assert_allclose(latent_map.open_direction, expected, rtol=1e-5)
