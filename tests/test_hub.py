@@ -184,3 +184,22 @@ def test_model_card_from_a_real_run_has_its_metrics_and_metadata(eye_folder, tmp
     assert "images/latent_map.png" in files and "metrics.json" in files
     assert files["README.md"] == card.replace("REPO_ID", "someone/eyes").encode()
     assert 'VAEGAN.from_pretrained("someone/eyes")' in files["README.md"].decode()
+
+
+def test_bundle_is_half_size_loads_in_fp32_and_leaves_out_real_eyes(tmp_path):
+    model_dir = tiny_model_dir(tmp_path / "model")
+    (model_dir / "images").mkdir()
+    for name in ("samples", "reconstructions", "latent_map"):
+        (model_dir / "images" / f"{name}.png").write_bytes(b"png")
+    (model_dir / "metrics.json").write_text(json.dumps({"recon_ssim": 0.8}))
+    assert hub.main(["bundle", "--model", str(model_dir), "--out", str(tmp_path / "bundle"), "--training-command", "python train.py --epochs 3"]) == 0
+    bundle = tmp_path / "bundle"
+    assert (bundle / "model.safetensors").stat().st_size < 0.6 * (model_dir / "model.safetensors").stat().st_size
+    assert sorted(p.name for p in (bundle / "images").iterdir()) == ["latent_map.png", "samples.png"]
+    model, latent_map = hub.load_model(str(bundle))
+    reference = VAEGAN.from_pretrained(model_dir, strict=True).eval()
+    assert next(model.parameters()).dtype == torch.float32 and latent_map.mu.dtype == np.float32
+    z = torch.randn(3, 8)
+    torch.testing.assert_close(model.decode(z), reference.decode(z), atol=5e-3, rtol=0)
+    card = (bundle / "README.md").read_text()
+    assert "python train.py --epochs 3" in card and "| reconstruction SSIM | 0.8 |" in card

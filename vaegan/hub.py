@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from torchvision.utils import save_image
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, ModelCardData, get_token, hf_hub_download
+from safetensors.torch import load_file, save_file
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
 
 from vaegan.data import KAGGLE_DATASET, to_float
@@ -205,6 +206,25 @@ def load_model(source: str) -> tuple[VAEGAN, LatentMap | None]:
     return model, latent_map
 
 
+def bundle_model_dir(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Copy a model dir into a small bundle (as assets/demo-model): fp16 weights and map, no pictures of real eyes."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_bytes((model_dir / "config.json").read_bytes())
+    weights = load_file(model_dir / "model.safetensors")
+    save_file({name: value.half() for name, value in weights.items()}, out_dir / "model.safetensors")  # loads back into fp32
+    latent_map = LatentMap.load(model_dir)
+    latent_map.mu = latent_map.mu.astype(np.float16)
+    latent_map.save(out_dir)
+    metrics = json.loads((model_dir / "metrics.json").read_text()) if (model_dir / "metrics.json").exists() else {}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    for picture in ("samples", "interpolation", "latent_map"):  # reconstructions.png shows real eyes: left out
+        if (model_dir / "images" / f"{picture}.png").exists():
+            (out_dir / "images").mkdir(exist_ok=True)
+            (out_dir / "images" / f"{picture}.png").write_bytes((model_dir / "images" / f"{picture}.png").read_bytes())
+    return out_dir
+
+
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
@@ -218,8 +238,19 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--repo-id", required=True)
     push.add_argument("--private", action="store_true")
     push.add_argument("--commit-message", default=None)
+    bundle = commands.add_parser("bundle", help="copy a model dir into a small bundle (fp16), as assets/demo-model")
+    bundle.add_argument("--model", required=True)
+    bundle.add_argument("--out", required=True)
+    bundle.add_argument("--data", default=None, help="what the model was trained on, for the bundle's model card")
+    bundle.add_argument("--training-command", default=None, help="the training command, for the bundle's model card")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if args.command == "bundle":
+        out = bundle_model_dir(args.model, args.out)
+        metrics = json.loads((out / "metrics.json").read_text())
+        write_model_card(out, {"data_dir": args.data, "command": args.training_command or "python train.py"}, metrics)
+        print(out)
+        return 0
     try:
         url = push_model_dir(args.model, args.repo_id, private=args.private, commit_message=args.commit_message)
     except HubError as error:

@@ -55,7 +55,9 @@ class LatentMap:
         missing = {field for field in cls.__dataclass_fields__} - set(tensors)
         if missing:
             raise ValueError(f"{path}: not a latent map (missing {', '.join(sorted(missing))})")
-        latent_map = cls(**{name: tensors[name] for name in cls.__dataclass_fields__})
+        arrays = {name: tensors[name] for name in cls.__dataclass_fields__}
+        arrays = {name: a.astype(np.float32) if a.dtype.kind == "f" else a for name, a in arrays.items()}  # fp16 bundles
+        latent_map = cls(**arrays)
         n, z = latent_map.mu.shape
         if latent_map.xy.shape != (n, 2) or latent_map.labels.shape != (n,) or latent_map.probe_weight.shape != (z,):
             raise ValueError(f"{path}: inconsistent shapes in latent map")
