@@ -145,8 +145,8 @@ def _header(net):
         ("extra_tensor", "unexpected"),
         ("missing_tensor", "missing"),
         ("wrong_shape", "wrong shape"),
-        ("nan", "not finite float32"),
-        ("float64", "not finite float32"),
+        ("nan", "not finite torch.float32"),
+        ("float64", "not finite torch.float32"),
         ("bad_config", "config out of range"),
     ],
 )
@@ -307,7 +307,9 @@ def test_identity_reconstruction_scores_perfectly(data, features):
 
 
 def test_constant_decoder_loses_structure_and_labels(data, features):
-    metrics = evaluate(ConstantDecoder(), data, features, latent_map=None, num_samples=40)
+    train = data.subset("train")
+    latent_map = pca_map(to_float(train.images).flatten(1).numpy(), train.labels.numpy())
+    metrics = evaluate(ConstantDecoder(), data, features, latent_map, num_samples=40)
     assert metrics["recon_ssim"] < 0.3
     assert metrics["label_preservation"] == 0.5  # one prediction for every eye of a balanced set
     assert metrics["prior_samples"] == 40

@@ -354,7 +354,12 @@ class Trainer:
         if (features.config.image_size, features.config.channels) != (self.model_config.image_size, self.model_config.channels):
             logger.info("the eye-feature CNN is for another image size / channel count: evaluation skipped")
             return metrics
-        return metrics | evaluate.evaluate(model, self.data, features, latent_map, seed=self.config.seed)
+        try:
+            results = evaluate.evaluate(model, self.data, features, latent_map, seed=self.config.seed)
+        except ValueError as error:  # too few held-out images, say: the run itself is fine
+            logger.warning("evaluation skipped: %s", error)
+            return metrics
+        return metrics | {key: value for key, value in results.items() if math.isfinite(value)}  # no NaN in JSON
 
     def card_training_info(self) -> dict:
         """What the model card says about the run."""

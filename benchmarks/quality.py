@@ -1,0 +1,213 @@
+"""Quality benchmark: the plain VAE and the VAE-GAN, same data, epochs and budget, same eye-feature CNN.
+
+    python benchmarks/quality.py [--data-dir ../shared/data] [--epochs 12] [--out-dir runs/quality]
+
+Trains both with train.py (in-process), evaluates both with vaegan.evaluate, writes the
+"## Quality" section of BENCHMARKS.md (replaced if present, the rest kept) and a grid of
+the models' held-out reconstructions and prior samples to benchmarks/results/ (model
+outputs only: real eyes are not drawn).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+from torchvision.utils import make_grid
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import train  # noqa: E402
+from benchmarks.common import git_commit, machine, write_section  # noqa: E402
+from vaegan.data import EyeData, load_dataset, to_float, to_uint8  # noqa: E402
+from vaegan.evaluate import DEFAULT_FEATURES, EyeFeatureNet, evaluate, feature_file_info, load_feature_network, select_split  # noqa: E402
+from vaegan.latent_map import LatentMap  # noqa: E402
+from vaegan.networks import VAEGAN  # noqa: E402
+
+logger = logging.getLogger("quality")
+
+MODELS = ("vae", "vaegan")
+ROWS = [  # (key, label, format)
+    ("recon_mse", "reconstruction MSE ([0, 1] pixels)", "{:.5f}"),
+    ("recon_psnr", "reconstruction PSNR (dB)", "{:.2f}"),
+    ("recon_ssim", "reconstruction SSIM", "{:.3f}"),
+    ("frechet_distance", "Frechet distance, samples vs real (eye CNN)", "{:.3f}"),
+    ("kid", "KID, samples vs real (eye CNN)", "{:.4f}"),
+    ("probe_accuracy", "linear probe accuracy on mu", "{:.3f}"),
+    ("probe_balanced_accuracy", "linear probe balanced accuracy", "{:.3f}"),
+    ("knn_accuracy", "kNN (k=10) accuracy on the 2-D map", "{:.3f}"),
+    ("active_units", "active units (Var mu > 0.01)", "{:.0f}"),
+    ("label_preservation", "label preservation of reconstructions", "{:.3f}"),
+    ("feature_cnn_accuracy", "eye CNN accuracy on the real eyes", "{:.3f}"),
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--max-steps", type=int, default=None, help="cap on optimiser steps per model (tiny runs)")
+    parser.add_argument("--out-dir", default="runs/quality", help="training runs go to OUT_DIR/vae and OUT_DIR/vaegan")
+    parser.add_argument("--features", default=str(DEFAULT_FEATURES))
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--vae-args", default="", help="extra train.py flags for the VAE, one string")
+    parser.add_argument("--vaegan-args", default="", help="extra train.py flags for the VAE-GAN, one string")
+    parser.add_argument("--skip-training", action="store_true", help="evaluate the runs already in OUT_DIR")
+    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    return parser.parse_args(argv)
+
+
+def train_model(model_type: str, args: argparse.Namespace) -> float:
+    """Train one model with train.py; returns wall-clock seconds."""
+    argv = ["--data-dir", args.data_dir, "--epochs", str(args.epochs), "--out-dir", str(Path(args.out_dir) / model_type)]
+    argv += ["--model-type", model_type, "--sample-every", str(max(1, args.epochs))]
+    if args.max_steps:
+        argv += ["--max-steps", str(args.max_steps)]
+    if args.cache_dir:
+        argv += ["--cache-dir", args.cache_dir]
+    argv += shlex.split(getattr(args, f"{model_type}_args"))
+    logger.info("training %s: python train.py %s", model_type, shlex.join(argv))
+    started = time.perf_counter()
+    code = train.main(argv)
+    if code != 0:
+        raise SystemExit(f"training the {model_type} failed (exit code {code})")
+    return time.perf_counter() - started
+
+
+def picture(models: dict[str, VAEGAN], held_out: EyeData, path: Path, n: int = 16, seed: int = 0) -> Path:
+    """Grid: for each model (columns) its reconstructions of the same held-out eyes and samples from the same z."""
+    generator = torch.Generator().manual_seed(seed)
+    open_index = (held_out.labels == 1).nonzero().squeeze(1)
+    closed_index = (held_out.labels == 0).nonzero().squeeze(1)
+    pick = lambda index: index[torch.randperm(len(index), generator=generator)[: n // 2]]
+    x = to_float(held_out.images[torch.cat([pick(open_index), pick(closed_index)])])  # top row open, bottom closed
+    z = torch.randn(n, next(iter(models.values())).config.latent_dim, generator=generator)
+    panels = {}
+    with torch.no_grad():
+        for name, model in models.items():
+            model.eval()
+            panels[(name, "reconstructions (top open, bottom closed)")] = model.decode(model.encode(x)[0])
+            panels[(name, "prior samples (same z)")] = model.decode(z)
+    tiles = {key: Image.fromarray(make_grid(to_uint8(value), nrow=n // 2, padding=2, pad_value=255).permute(1, 2, 0).numpy()) for key, value in panels.items()}
+    tile_w, tile_h = next(iter(tiles.values())).size
+    label_h, gap = 16, 12
+    names = list(models)
+    kinds = list(dict.fromkeys(kind for _, kind in panels))
+    canvas = Image.new("RGB", (len(names) * (tile_w + gap), len(kinds) * (tile_h + label_h + gap)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for column, name in enumerate(names):
+        for row, kind in enumerate(kinds):
+            left, top = column * (tile_w + gap), row * (tile_h + label_h + gap)
+            draw.text((left + 2, top + 2), f"{name.upper()}: {kind}", fill="black")
+            canvas.paste(tiles[(name, kind)], (left, top + label_h))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
+def targets(results: dict[str, dict[str, float]]) -> list[tuple[str, bool]]:
+    """The project's quality targets, each with whether it is met."""
+    vae, gan = results["vae"], results["vaegan"]
+    checks = [
+        (f"VAE-GAN Frechet distance <= 0.7 x VAE's ({gan['frechet_distance']:.3f} vs {0.7 * vae['frechet_distance']:.3f})",
+         gan["frechet_distance"] <= 0.7 * vae["frechet_distance"]),
+        (f"VAE-GAN probe accuracy >= 0.88 and within 2 points of the VAE's ({gan['probe_accuracy']:.3f} vs {vae['probe_accuracy']:.3f})",
+         gan["probe_accuracy"] >= 0.88 and gan["probe_accuracy"] >= vae["probe_accuracy"] - 0.02),
+    ]
+    for name, metrics in results.items():
+        label = "VAE-GAN" if name == "vaegan" else "VAE"
+        checks += [
+            (f"{label} recon SSIM >= 0.75 ({metrics['recon_ssim']:.3f})", metrics["recon_ssim"] >= 0.75),
+            (f"{label} active units >= half the latent dims ({metrics['active_units']:.0f} / {metrics['latent_dim']:.0f})",
+             metrics["active_units"] >= metrics["latent_dim"] / 2),
+            (f"{label} label preservation >= 0.9 ({metrics['label_preservation']:.3f})", metrics["label_preservation"] >= 0.9),
+        ]
+    return checks
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    lines = ["| metric | VAE | VAE-GAN |", "|---|---:|---:|"]
+    for key, label, form in ROWS:
+        lines.append(f"| {label} | {form.format(results['vae'][key])} | {form.format(results['vaegan'][key])} |")
+    return "\n".join(lines)
+
+
+def section(args, results, extra_split, seconds, features: EyeFeatureNet, grid: Path, command: str) -> str:
+    """The body of the "## Quality" section of BENCHMARKS.md."""
+    held_out_n = int(results["held-out"]["vae"]["eval_images"])
+    feature_info = feature_file_info(args.features)
+    lines = [
+        f"Plain VAE vs VAE-GAN at equal budget, measured {time.strftime('%Y-%m-%d')} at commit {git_commit()} on {machine()} "
+        "(other jobs were sharing the CPU, so times are indicative).",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"- data: `{Path(args.data_dir).name}` ({args.data_dir}); both models: {args.epochs} epochs"
+        + (f", at most {args.max_steps} steps" if args.max_steps else "")
+        + f"; training took {seconds['vae'] / 60:.1f} min (VAE) and {seconds['vaegan'] / 60:.1f} min (VAE-GAN).",
+        f"- extra flags: VAE `{args.vae_args or '-'}`, VAE-GAN `{args.vaegan_args or '-'}` (else train.py defaults)"
+        + ("; the models of an earlier run of this command, re-evaluated (`--skip-training`)." if args.skip_training else "."),
+        f"- scored on the held-out split ({held_out_n} images; `data.held_out()`: the test split), prior samples as many; "
+        f"probe fitted on the train split; 2-D kNN on each model's own latent map (held-out eyes placed as the app places an upload, "
+        f"map points equal to held-out latents left out).",
+        f"- eye-feature CNN: `{Path(args.features).name}`, held-out accuracy {feature_info.get('held_out_accuracy', 'n/a')}, "
+        f"val accuracy {feature_info.get('val_accuracy', 'n/a')}. Frechet distance / KID are on its {features.num_features}-d pooled features, "
+        "comparable only between runs that use the same feature file.",
+        "",
+        table(results["held-out"]),
+        "",
+        f"Same models scored on val + test ({int(results[extra_split]['vae']['eval_images'])} images, every source in the folder):",
+        "",
+        table(results[extra_split]),
+        "",
+        "Targets (held-out split):",
+        "",
+    ]
+    lines += [f"- [{'x' if ok else ' '}] {text}" for text, ok in targets(results["held-out"])]
+    lines += ["", f"![VAE vs VAE-GAN reconstructions and samples]({grid.relative_to(ROOT).as_posix()})", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args = parse_args(argv)
+    command = "python benchmarks/quality.py " + shlex.join(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--skip-training")
+    features = load_feature_network(args.features)  # fail before training, not after
+    seconds = {}
+    for model_type in MODELS:
+        previous = Path(args.out_dir) / model_type / "quality_eval.json"
+        if not args.skip_training:
+            seconds[model_type] = train_model(model_type, args)
+        elif previous.exists():
+            seconds[model_type] = json.loads(previous.read_text())["train_seconds"]
+        else:
+            seconds[model_type] = float("nan")
+    models = {name: VAEGAN.from_pretrained(Path(args.out_dir) / name / "model", strict=True) for name in MODELS}
+    config = models["vae"].config
+    data = load_dataset(args.data_dir, image_size=config.image_size, channels=config.channels, cache_dir=args.cache_dir)
+    results: dict[str, dict[str, dict[str, float]]] = {"held-out": {}, "val+test": {}}
+    for name, model in models.items():
+        latent_map = LatentMap.load(Path(args.out_dir) / name / "model")
+        for split in results:
+            results[split][name] = evaluate(model, data, features, latent_map, split=split)
+        record = {"train_seconds": seconds[name], **{split: results[split][name] for split in results}}
+        (Path(args.out_dir) / name / "quality_eval.json").write_text(json.dumps(record, indent=2) + "\n")
+    grid = picture(models, select_split(data, "held-out"), Path(args.results_dir) / "quality_vae_vs_vaegan.png")
+    text = section(args, results, "val+test", seconds, features, grid, command)
+    write_section("Quality", text)
+    print(text)
+    return 0 if all(ok for _, ok in targets(results["held-out"])) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
