@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
+
+from vaegan import VAEGAN, ModelConfig
+from vaegan.latent_map import LatentMap
 
 
 def make_eye(is_open: bool, size: int = 40, seed: int = 0) -> Image.Image:
@@ -68,3 +73,29 @@ def _isolated_cache(tmp_path, monkeypatch):
 def eye_folder(tmp_path):
     """A small Kaggle-layout folder of drawn eyes."""
     return make_layout(tmp_path / "eyes", "kaggle")
+
+
+def tiny_model(latent_dim: int = 8) -> VAEGAN:
+    """A seeded, untrained 64x64 model small enough for fast tests."""
+    torch.manual_seed(0)
+    return VAEGAN(ModelConfig(base_channels=8, latent_dim=latent_dim)).eval()
+
+
+def random_latent_map(n: int = 300, latent_dim: int = 8, seed: int = 0, open_share: float = 0.5) -> LatentMap:
+    """A latent map of random points (`open_share` of them open), with a random probe and direction."""
+    rng = np.random.default_rng(seed)
+    return LatentMap(
+        mu=rng.normal(size=(n, latent_dim)).astype(np.float32),
+        xy=rng.uniform(-5, 5, size=(n, 2)).astype(np.float32),
+        labels=(rng.random(n) < open_share).astype(np.int64),
+        probe_weight=rng.normal(size=latent_dim).astype(np.float32),
+        probe_bias=np.array([0.1], dtype=np.float32),
+        open_direction=rng.normal(size=latent_dim).astype(np.float32),
+    )
+
+
+def free_port() -> int:
+    """A free TCP port on localhost."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

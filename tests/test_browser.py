@@ -7,16 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 
-import numpy as np
 import pytest
-import torch
 
-from conftest import make_eye
-from vaegan.config import ModelConfig
-from vaegan.latent_map import LatentMap
-from vaegan.networks import VAEGAN
+from conftest import free_port, make_eye, random_latent_map, tiny_model
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -25,28 +19,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 TIMEOUT_MS = 30_000
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url():
     from vaegan.ui import build_demo
 
-    torch.manual_seed(0)
-    model = VAEGAN(ModelConfig(base_channels=8, latent_dim=8)).eval()
-    rng = np.random.default_rng(0)
-    n = 400
-    latent_map = LatentMap(
-        mu=rng.normal(size=(n, 8)).astype(np.float32),
-        xy=rng.uniform(-5, 5, size=(n, 2)).astype(np.float32),
-        labels=(rng.random(n) < 0.75).astype(np.int64),  # imbalanced like the real data
-        probe_weight=rng.normal(size=8).astype(np.float32),
-        probe_bias=np.zeros(1, dtype=np.float32),
-        open_direction=rng.normal(size=8).astype(np.float32),
-    )
+    model = tiny_model()
+    latent_map = random_latent_map(n=400, open_share=0.75)  # imbalanced like the real data
     demo = build_demo(model, latent_map)
     demo.queue()
     port = free_port()

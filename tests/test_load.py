@@ -7,19 +7,15 @@ Speed under load is measured by `benchmarks/app_latency.py --load`, not asserted
 from __future__ import annotations
 
 import os
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-import torch
 from gradio_client import Client
 from PIL import Image
 
-from vaegan.config import ModelConfig
-from vaegan.latent_map import LatentMap
-from vaegan.networks import VAEGAN
+from conftest import free_port, random_latent_map, tiny_model
 from vaegan.ui import DISPLAY_SIZE, build_demo, decode, to_picture
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -30,26 +26,10 @@ MAX_CALLS = 500  # per client: the loop ends by itself even if the clock misbeha
 CALL_TIMEOUT_S = 60  # one unanswered request fails the test instead of hanging it
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served():
-    torch.manual_seed(0)
-    model = VAEGAN(ModelConfig(base_channels=8, latent_dim=8)).eval()
-    rng = np.random.default_rng(0)
-    n = 300
-    latent_map = LatentMap(
-        mu=rng.normal(size=(n, 8)).astype(np.float32),
-        xy=rng.uniform(-5, 5, size=(n, 2)).astype(np.float32),
-        labels=rng.integers(0, 2, size=n).astype(np.int64),
-        probe_weight=rng.normal(size=8).astype(np.float32),
-        probe_bias=np.zeros(1, dtype=np.float32),
-        open_direction=rng.normal(size=8).astype(np.float32),
-    )
+    model = tiny_model()
+    latent_map = random_latent_map(n=300)
     demo = build_demo(model, latent_map)
     demo.queue(default_concurrency_limit=2, max_size=64)  # as app.py on 2 cores
     port = free_port()

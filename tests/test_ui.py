@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_eye
-from vaegan.config import ModelConfig
+from conftest import make_eye, random_latent_map, tiny_model
 from vaegan.data import load_image
-from vaegan.latent_map import LatentMap, slerp
-from vaegan.networks import VAEGAN
+from vaegan.latent_map import slerp
 from vaegan.ui import (
     DISPLAY_SIZE,
     MAP_SCRIPT,
@@ -36,23 +33,6 @@ from vaegan.ui import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_model() -> VAEGAN:
-    torch.manual_seed(0)
-    return VAEGAN(ModelConfig(base_channels=8, latent_dim=8)).eval()
-
-
-def random_map(latent_dim: int = 8, n: int = 300, seed: int = 0) -> LatentMap:
-    rng = np.random.default_rng(seed)
-    return LatentMap(
-        mu=rng.normal(size=(n, latent_dim)).astype(np.float32),
-        xy=rng.uniform(-5, 5, size=(n, 2)).astype(np.float32),
-        labels=rng.integers(0, 2, size=n).astype(np.int64),
-        probe_weight=rng.normal(size=latent_dim).astype(np.float32),
-        probe_bias=np.array([0.1], dtype=np.float32),
-        open_direction=rng.normal(size=latent_dim).astype(np.float32),
-    )
-
-
 @pytest.fixture(scope="module")
 def model():
     return tiny_model()
@@ -60,7 +40,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def latent_map():
-    return random_map()
+    return random_latent_map()
 
 
 @pytest.fixture
