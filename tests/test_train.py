@@ -159,3 +159,34 @@ def test_gradient_routing(eye_folder):
     frozen, before = _one_step(eye_folder, lr_discriminator=0.0, feature_weight=100.0, gan_weight=100.0)
     for name, parameter in frozen.discriminator.named_parameters():
         assert torch.equal(parameter, before[name]), name
+
+
+def test_sigkill_mid_run_then_resume_finishes(eye_folder, tmp_path):
+    """A run killed with SIGKILL (no chance to clean up) resumes from its last complete checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    root = Path(__file__).resolve().parents[1]
+    argv = [sys.executable, str(root / "train.py"), "--data-dir", str(eye_folder), "--out-dir", str(out), *TINY, "--epochs", "15"]
+    process = subprocess.Popen(argv, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / CHECKPOINT_FILE).exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.3)  # somewhere in a later epoch, perhaps mid-write
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    (out / "checkpoint" / "state.tmp").write_bytes(b"half a checkpoint")  # as a kill mid-write leaves it
+    step = torch.load(out / CHECKPOINT_FILE, weights_only=True)["step"]
+    assert 0 < step < 15 * 3
+    assert run(eye_folder, out, "--epochs", "15", "--resume", "--map-size", "20") == 0
+    assert torch.load(out / CHECKPOINT_FILE, weights_only=True)["step"] == 15 * 3
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 45  # no duplicated or lost epoch lines
