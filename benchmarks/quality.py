@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
 from benchmarks.common import git_commit, machine, write_section  # noqa: E402
 from vaegan.data import EyeData, load_dataset, to_float, to_uint8  # noqa: E402
-from vaegan.evaluate import DEFAULT_FEATURES, EyeFeatureNet, evaluate, feature_file_info, load_feature_network, select_split  # noqa: E402
+from vaegan.evaluate import evaluate, select_split  # noqa: E402
+from vaegan.eye_features import DEFAULT_FEATURES, EyeFeatureNet, feature_file_info, load_feature_network  # noqa: E402
 from vaegan.latent_map import LatentMap  # noqa: E402
 from vaegan.networks import VAEGAN  # noqa: E402
 

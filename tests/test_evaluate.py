@@ -19,23 +19,25 @@ from torch import nn
 from vaegan.config import ModelConfig
 from vaegan.data import EyeData, to_float
 from vaegan.evaluate import (
-    FEATURE_FORMAT,
-    EyeFeatureNet,
-    FeatureConfig,
     active_units,
     evaluate,
-    feature_accuracy,
-    feature_file_info,
-    fit_feature_network,
     knn_accuracy_2d,
-    load_feature_network,
     main,
     map_coordinates,
     probe_scores,
     reconstruction_scores,
     sample_quality,
-    save_feature_network,
     select_split,
+)
+from vaegan.eye_features import (
+    FEATURE_FORMAT,
+    EyeFeatureNet,
+    FeatureConfig,
+    feature_accuracy,
+    feature_file_info,
+    fit_feature_network,
+    load_feature_network,
+    save_feature_network,
 )
 from vaegan.latent_map import LatentMap
 from vaegan.networks import VAEGAN

@@ -23,7 +23,7 @@ from accelerate import Accelerator
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from vaegan import evaluate, hub, losses
+from vaegan import evaluate, eye_features, hub, losses
 from vaegan.config import ModelConfig, TrainConfig
 from vaegan.data import EyeData, to_float
 from vaegan.latent_map import LatentMap, build_latent_map
@@ -347,7 +347,7 @@ class Trainer:
         lines = path.read_text().splitlines() if path.exists() else []
         metrics = json.loads(lines[-1]) if lines else {}
         try:
-            features = evaluate.load_feature_network()
+            features = eye_features.load_feature_network()
         except (OSError, ValueError) as error:
             logger.info("no evaluation suite for the model card: %s", error)
             return metrics
