@@ -203,3 +203,14 @@ def test_bundle_is_half_size_loads_in_fp32_and_leaves_out_real_eyes(tmp_path):
     torch.testing.assert_close(model.decode(z), reference.decode(z), atol=5e-3, rtol=0)
     card = (bundle / "README.md").read_text()
     assert "python train.py --epochs 3" in card and "| reconstruction SSIM | 0.8 |" in card
+
+
+@pytest.mark.parametrize("source, message", [("/no/such/dir", "no such model dir"), ("./missing", "no such model dir")])
+def test_missing_local_dirs_say_so(source, message):
+    with pytest.raises(hub.HubError, match=message):
+        hub.load_model(source)
+
+
+def test_a_folder_without_config_is_not_a_model_dir(tmp_path):
+    with pytest.raises(hub.HubError, match="no config.json"):
+        hub.load_model(str(tmp_path))

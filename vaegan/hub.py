@@ -183,6 +183,13 @@ def _card_for(repo_id: str, path: Path) -> bytes:
 
 def load_model(source: str) -> tuple[VAEGAN, LatentMap | None]:
     """Load model + latent map from a local model dir or a Hub repo id (safetensors only, strict)."""
+    path = Path(source).expanduser()
+    looks_like_path = source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
+    if looks_like_path and not path.is_dir():
+        raise HubError(f"{source}: no such model dir (expected a folder with config.json and model.safetensors, or a Hub repo id USER/NAME)")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise HubError(f"{source}: not a model dir (no config.json); train.py writes one to RUN/model")
+    source = str(path) if path.is_dir() else source
     try:
         model = VAEGAN.from_pretrained(source, strict=True)
     except (OfflineModeIsEnabled, LocalEntryNotFoundError) as error:
