@@ -225,7 +225,7 @@ def bundle_model_dir(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -
     latent_map.save(out_dir)
     metrics = json.loads((model_dir / "metrics.json").read_text()) if (model_dir / "metrics.json").exists() else {}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    for picture in ("samples", "interpolation", "latent_map"):  # reconstructions.png shows real eyes: left out
+    for picture in ("samples", "latent_map"):  # reconstructions and the interpolation start from real eyes: left out
         if (model_dir / "images" / f"{picture}.png").exists():
             (out_dir / "images").mkdir(exist_ok=True)
             (out_dir / "images" / f"{picture}.png").write_bytes((model_dir / "images" / f"{picture}.png").read_bytes())
