@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     """Measure and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     demo_model = ROOT / "assets" / "demo-model"
-    parser.add_argument("--model", default=str(demo_model) if demo_model.exists() else "/tmp/run2/model")
+    parser.add_argument("--model", default=str(demo_model))
     parser.add_argument("--clicks", type=int, default=200)
     parser.add_argument("--browser-clicks", type=int, default=20)
     parser.add_argument("--map-points", type=int, default=100_000)
