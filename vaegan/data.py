@@ -100,16 +100,18 @@ def discover(root: str | os.PathLike) -> list[tuple[str, int, str | None]]:
     unlabelled = 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
-        parts = Path(dirpath).relative_to(root).parts
+        relative_dir = os.path.relpath(dirpath, root)
+        parts = Path(relative_dir).parts if relative_dir != "." else ()
         label = next((c for c in map(class_of, reversed(parts)) if c is not None), None)
         split = next((s for s in map(split_of, parts) if s is not None), None)
-        for name in sorted(filenames):
-            if Path(name).suffix.lower() not in IMAGE_EXTENSIONS or name.startswith("."):
+        prefix = "" if relative_dir == "." else relative_dir + os.sep
+        for name in sorted(filenames):  # plain string operations: this loop runs once per image (175k)
+            if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS or name.startswith("."):
                 continue
             if label is None:
                 unlabelled += 1
                 continue
-            found.append((str(Path(*parts, name)), label, split))
+            found.append((prefix + name, label, split))
     if not found:
         what = f"{unlabelled} images, but none in a folder named open / closed" if unlabelled else "no images"
         raise DataError(
@@ -183,10 +185,11 @@ def _decode_or_reason(job: tuple[str, int, int]) -> np.ndarray | str:
         return type(error).__name__
 
 
-def _cache_key(root: Path, items: list[tuple[str, int, str | None]], image_size: int, channels: int, seed: int) -> str:
-    digest = hashlib.sha256(f"{CACHE_VERSION}|{root.resolve()}|{image_size}|{channels}|{seed}".encode())
+def _cache_key(root: Path, items: list[tuple[str, int, str | None]], image_size: int, channels: int, split_spec: str) -> str:
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{root.resolve()}|{image_size}|{channels}|{split_spec}".encode())
+    prefix = str(root) + os.sep
     for relative, label, split in items:
-        stat = (root / relative).stat()
+        stat = os.stat(prefix + relative)
         digest.update(f"{relative}|{label}|{split}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:20]
 
@@ -210,9 +213,8 @@ def load_dataset(
     root = Path(root)
     items = discover(root)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = _cache_key(root, items, image_size, channels, seed)
+    key = _cache_key(root, items, image_size, channels, f"{seed}|{val_fraction}|{test_fraction}")
     cache_file = cache_dir / f"{root.resolve().name}-{image_size}px-{channels}ch-{key}.safetensors"
-    splits = assign_splits(items, seed, val_fraction, test_fraction)
     if cache_file.exists():
         try:
             tensors = load_file(cache_file)
@@ -224,6 +226,7 @@ def load_dataset(
             return _as_eye_data(tensors, paths, root)
         except Exception as error:  # noqa: BLE001 - a damaged cache is rebuilt, never used
             logger.warning("cache %s is unreadable (%s); rebuilding it", cache_file, error)
+    splits = assign_splits(items, seed, val_fraction, test_fraction)
     tensors, paths = _build(root, items, splits, image_size, channels, num_workers)
     cache_dir.mkdir(parents=True, exist_ok=True)
     temporary = cache_file.with_suffix(".tmp")
