@@ -19,6 +19,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 TIMEOUT_MS = 30_000
 
 
+def wait_until(page, expression: str, **kwargs):
+    """Wait for a JS condition, polling every 100 ms: the default requestAnimationFrame polling can stall
+    in a headless page that has nothing to paint, so a condition that became true is never seen."""
+    return page.wait_for_function(expression, polling=100, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def app_url():
     from vaegan.ui import build_demo
@@ -96,7 +102,8 @@ def current_image_src(page) -> str:
 
 
 def wait_for_new_image(page, old_src: str) -> None:
-    page.wait_for_function(
+    wait_until(
+        page,
         "old => { const img = document.querySelector('#current-eye img'); return img && img.src !== old && img.complete && img.naturalWidth > 0; }",
         arg=old_src,
     )
@@ -155,7 +162,7 @@ def test_slider_moves_the_current_eye(page):
     box = track.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
     wait_for_new_image(page, old)
-    page.wait_for_function("() => document.querySelector('#current-caption').innerText.includes('toward open')")
+    wait_until(page, "() => document.querySelector('#current-caption').innerText.includes('toward open')")
 
 
 def test_upload_encodes_places_and_classifies(page, tmp_path):
@@ -163,16 +170,16 @@ def test_upload_encodes_places_and_classifies(page, tmp_path):
     make_eye(True, size=120, seed=5).save(path)
     old = current_image_src(page)
     page.set_input_files("#upload-image input[type=file]", str(path))
-    page.wait_for_function("() => document.querySelector('#upload-caption').innerText.includes('Predicted')")
+    wait_until(page, "() => document.querySelector('#upload-caption').innerText.includes('Predicted')")
     wait_for_new_image(page, old)
     assert page.eval_on_selector("#reconstruction img", "img => img.naturalWidth") == 256
-    page.wait_for_function("() => document.querySelector('.vaegan-map')._fullLayout.annotations.some(a => a.text === 'B: your upload')")
+    wait_until(page, "() => document.querySelector('.vaegan-map')._fullLayout.annotations.some(a => a.text === 'B: your upload')")
 
 
 def test_a_drawn_example_can_be_encoded(page):
     page.locator("#upload-caption").evaluate("node => { node.dataset.before = node.innerText; }")
     page.locator("#examples img").nth(2).click()  # a closed eye
-    page.wait_for_function("() => { const node = document.querySelector('#upload-caption'); "
+    wait_until(page, "() => { const node = document.querySelector('#upload-caption'); "
                            "return node.innerText.includes('Predicted') && node.innerText !== node.dataset.before; }")
 
 
@@ -192,7 +199,7 @@ def test_bad_upload_shows_a_message_and_the_page_keeps_working(page, tmp_path):
 def test_interpolation_shows_a_strip_and_a_gif(page):
     page.get_by_role("tab", name="Interpolate").click()
     page.click("#interpolate-button")
-    page.wait_for_function("() => { const img = document.querySelector('#strip img'); return img && img.complete && img.naturalWidth > 0; }")
+    wait_until(page, "() => { const img = document.querySelector('#strip img'); return img && img.complete && img.naturalWidth > 0; }")
     width, height = page.eval_on_selector("#strip img", "img => [img.naturalWidth, img.naturalHeight]")
     assert width > 7 * height  # 8 frames side by side
     link = page.locator("#gif a").first
@@ -205,9 +212,9 @@ def test_sampling_is_seeded_and_a_sample_can_be_picked(page):
     page.fill("#seed input", "3")
     page.click("#sample-button")
     thumbnails = page.locator("#samples img")
-    page.wait_for_function("() => document.querySelectorAll('#samples img').length === 16")
+    wait_until(page, "() => document.querySelectorAll('#samples img').length === 16")
     first = [thumbnails.nth(i).get_attribute("src") for i in range(2)]
-    page.wait_for_function("() => document.querySelector('#current-caption').innerText.includes('Sample 1 (seed 3)')")
+    wait_until(page, "() => document.querySelector('#current-caption').innerText.includes('Sample 1 (seed 3)')")
     old = current_image_src(page)
     thumbnails.nth(3).click()
     wait_for_new_image(page, old)
