@@ -171,7 +171,7 @@ def browser_rows(model, latent_map, big_map, clicks: int) -> dict[str, float | l
                 page.wait_for_timeout(150)
                 page.mouse.click(x, y)
                 try:
-                    page.wait_for_function(f"window.__probe.shown.length > {before}", timeout=5000, polling=10)
+                    page.wait_for_function(f"window.__probe.shown.length > {before}", timeout=5000)
                 except Exception:  # noqa: BLE001 - a click that landed on an annotation or between points: skip it
                     pass
                 page.wait_for_timeout(450)  # keep clicks apart: two within Plotly's delay are a double-click
