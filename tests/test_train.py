@@ -190,3 +190,16 @@ def test_sigkill_mid_run_then_resume_finishes(eye_folder, tmp_path):
     assert torch.load(out / CHECKPOINT_FILE, weights_only=True)["step"] == 15 * 3
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 45  # no duplicated or lost epoch lines
+
+
+def test_a_full_disk_is_reported_before_training(eye_folder, tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(SystemExit, match="No space left on device"):
+        run(eye_folder, tmp_path / "run", "--epochs", "1")
+    assert not (tmp_path / "run" / CHECKPOINT_FILE).exists()
