@@ -203,3 +203,11 @@ def test_a_full_disk_is_reported_before_training(eye_folder, tmp_path, monkeypat
     with pytest.raises(SystemExit, match="No space left on device"):
         run(eye_folder, tmp_path / "run", "--epochs", "1")
     assert not (tmp_path / "run" / CHECKPOINT_FILE).exists()
+
+
+def test_compile_trains_and_saves_plain_weights(eye_folder, tmp_path):
+    out = tmp_path / "run"
+    assert run(eye_folder, out, "--epochs", "1", "--max-steps", "2", "--compile", "--map-size", "20") == 0
+    state = torch.load(out / CHECKPOINT_FILE, weights_only=True)
+    assert state["step"] == 2 and not any("_orig_mod" in name for name in state["model"])
+    VAEGAN.from_pretrained(out / "model", strict=True)

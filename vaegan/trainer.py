@@ -97,6 +97,9 @@ class Trainer:
             self.model, self.opt_model = self.accelerator.prepare(model, opt_model)
             self.discriminator = self.opt_disc = None
         if config.compile:
+            # the discriminator's backward keeps the graph for the VAE's backward (retain_graph=True),
+            # which compiled graphs allow only without donated buffers
+            torch._functorch.config.donated_buffer = False
             self.forward = torch.compile(self.model)
             self.discriminate = torch.compile(self.discriminator) if self.adversarial else None
         else:
