@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from dataclasses import MISSING, fields
@@ -64,7 +65,7 @@ def check_writable(out_dir: str) -> None:
     path = Path(out_dir)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        probe = path / f".write-test-{os.getpid()}"  # one per process under accelerate launch
         probe.write_bytes(b"\0" * 1024 * 1024)
         probe.unlink()
     except OSError as error:
@@ -95,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             cache_dir=train_config.cache_dir,
             num_workers=train_config.num_workers,
         )
-        model_dir = Trainer(train_config, model_config, data).fit()
+        trainer = Trainer(train_config, model_config, data)
+        model_dir = trainer.fit()
+        if not trainer.accelerator.is_main_process:  # under `accelerate launch`, the main process reports and pushes
+            return 0
         logger.info("done: serve it with  python app.py --model %s", model_dir)
         if train_config.push_to_hub:
             url = push_model_dir(model_dir, train_config.push_to_hub, private=args.private, commit_message=args.commit_message)

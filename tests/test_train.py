@@ -211,3 +211,21 @@ def test_compile_trains_and_saves_plain_weights(eye_folder, tmp_path):
     state = torch.load(out / CHECKPOINT_FILE, weights_only=True)
     assert state["step"] == 2 and not any("_orig_mod" in name for name in state["model"])
     VAEGAN.from_pretrained(out / "model", strict=True)
+
+
+def test_two_processes_share_the_epoch(eye_folder, tmp_path):
+    """The `accelerate launch` path, on CPU: two processes (gloo) split each epoch's batches; one writes the outputs."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(root / "train.py"),
+               "--data-dir", str(eye_folder), "--out-dir", str(out), *TINY, "--batch-size", "4", "--epochs", "2", "--map-size", "20"]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = torch.load(out / CHECKPOINT_FILE, weights_only=True)
+    assert state["step"] == 2 * (24 // (4 * 2)) and state["processes"] == 2
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert (out / "model" / "latent_map.safetensors").exists()

@@ -131,10 +131,10 @@ def sample_quality(
     device = next(features.parameters()).device
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        fid = FrechetInceptionDistance(feature=features, normalize=True).to(device)
+        fid = FrechetInceptionDistance(feature=features, normalize=True, sync_on_compute=False).to(device)
         # subsets of half the smaller set, so that the 100 subsets differ and kid_std means something
         subset_size = min(1000, max(2, min(n_real, n_fake) // 2))
-        kid = KernelInceptionDistance(feature=features, subset_size=subset_size, normalize=True).to(device)
+        kid = KernelInceptionDistance(feature=features, subset_size=subset_size, normalize=True, sync_on_compute=False).to(device)
     for metric in (fid, kid):
         for batch in real:
             metric.update(batch, real=True)

@@ -73,8 +73,9 @@ class Trainer:
         self.data = data
         if len(self.train_data) < 2:
             raise TrainingError(f"only {len(self.train_data)} training images; at least 2 are needed")
-        self.batch_size = min(config.batch_size, len(self.train_data))
-        self.steps_per_epoch = len(self.train_data) // self.batch_size
+        self.batch_size = min(config.batch_size, len(self.train_data))  # per process
+        self.processes = self.accelerator.num_processes  # several with `accelerate launch`: each its own batches
+        self.steps_per_epoch = max(1, len(self.train_data) // (self.batch_size * self.processes))
         self.total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
@@ -187,7 +188,9 @@ class Trainer:
                 self.save_checkpoint()
                 logger.warning("interrupted at step %d: checkpoint saved; continue with --resume", self.step)
             raise
-        return self.export()
+        model_dir = self.export()
+        self.accelerator.wait_for_everyone()  # other processes wait while the main one writes the model dir
+        return model_dir
 
     def _run_epoch(self) -> None:
         epoch = self.step // self.steps_per_epoch
@@ -204,7 +207,8 @@ class Trainer:
             disable=not self.accelerator.is_local_main_process,
         )
         for i in bar:
-            logs = self.train_step(self.batch(order[i * self.batch_size : (i + 1) * self.batch_size]))
+            start = (i * self.processes + self.accelerator.process_index) * self.batch_size
+            logs = self.train_step(self.batch(order[start : start + self.batch_size]))
             for name, value in logs.items():
                 sums[name] = sums.get(name, 0.0) + value
             if (i + 1 - first) % self.config.log_every == 0 or i + 1 == last:
@@ -215,7 +219,8 @@ class Trainer:
         means = {name: (value / max(1, last - first)).item() for name, value in sums.items()}
         self._check_finite(means)
         record = {"epoch": epoch + 1, "step": self.step, "seconds": round(seconds, 2)}
-        record["images_per_second"] = round((last - first) * self.batch_size / max(seconds, 1e-9), 1)
+        images = (last - first) * self.batch_size * self.processes  # all processes together
+        record["images_per_second"] = round(images / max(seconds, 1e-9), 1)
         record |= {name: round(value, 5) for name, value in means.items()}
         record |= self.validate()
         if self.accelerator.is_main_process:
@@ -224,7 +229,7 @@ class Trainer:
             with open(self.out_dir / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             self.save_checkpoint()
-        logger.info(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
+            logger.info(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
 
     def _check_finite(self, means: dict[str, float]) -> None:
         self._last_total = sum(means.values())
@@ -265,6 +270,7 @@ class Trainer:
             "model_config": asdict(self.model_config),
             "seed": self.config.seed,
             "batch_size": self.batch_size,
+            "processes": self.processes,
             "train_images": len(self.train_data),
             "model": self.accelerator.unwrap_model(self.model).state_dict(),
             "opt_model": self.opt_model.state_dict(),
@@ -298,6 +304,7 @@ class Trainer:
             "model_config": asdict(self.model_config),
             "seed": self.config.seed,
             "batch_size": self.batch_size,
+            "processes": self.processes,
             "train_images": len(self.train_data),
         }
         for key, value in expected.items():
