@@ -21,7 +21,6 @@ from vaegan.ui import (
     MAP_SCRIPT,
     SAMPLE_COUNT,
     Explorer,
-    blend_nearest,
     build_demo,
     decode,
     draw_example_eye,
@@ -112,7 +111,7 @@ def test_empty_space_click_blends_the_nearest_points(explorer, model, latent_map
 
 
 def test_click_on_a_point_position_blends_to_that_point(latent_map):
-    z, nearest = blend_nearest(latent_map, *latent_map.xy[11])
+    z, nearest = latent_map.latent_at(*latent_map.xy[11])
     assert 11 in nearest
     np.testing.assert_allclose(z, latent_map.mu[11], atol=1e-3)
 

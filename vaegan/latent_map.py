@@ -75,6 +75,22 @@ class LatentMap:
         weights = 1.0 / (np.take_along_axis(distances, nearest, axis=1) + 1e-6)
         return (self.xy[nearest] * weights[..., None]).sum(1) / weights.sum(1, keepdims=True)
 
+    def latent_at(self, x: float, y: float, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """The reverse of `place`: a latent for a map location, the inverse-distance mean of the mu of its k nearest points.
+
+        Returns (z (Z,), the indices of those points).
+        """
+        distances = np.hypot(self.xy[:, 0] - x, self.xy[:, 1] - y)  # (N,)
+        k = min(k, len(distances))
+        nearest = np.argpartition(distances, k - 1)[:k]
+        weights = 1.0 / (distances[nearest] + 1e-6)
+        z = (self.mu[nearest] * weights[:, None]).sum(0) / weights.sum()
+        return z.astype(np.float32), nearest
+
+    def nearest(self, z: np.ndarray) -> int:
+        """Index of the map point whose mu is nearest to z (Z,)."""
+        return int(np.argmin(((self.mu - z[None]) ** 2).sum(1)))
+
 
 @torch.no_grad()
 def encode_images(model: VAEGAN, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:
