@@ -19,9 +19,15 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 TIMEOUT_MS = 30_000
 
 
+def open_tab(page, name: str) -> None:
+    """Select a tab and wait until it is selected: Gradio re-mounts a tab's inputs as it opens, which would drop a value typed too early."""
+    page.get_by_role("tab", name=name).click()
+    page.get_by_role("tab", name=name, selected=True).wait_for()
+    page.wait_for_timeout(200)  # the panel's components finish mounting
+
+
 def wait_until(page, expression: str, **kwargs):
-    """Wait for a JS condition, polling every 100 ms: the default requestAnimationFrame polling can stall
-    in a headless page that has nothing to paint, so a condition that became true is never seen."""
+    """Wait for a JS condition, checked every 100 ms."""
     return page.wait_for_function(expression, polling=100, **kwargs)
 
 
@@ -197,7 +203,7 @@ def test_bad_upload_shows_a_message_and_the_page_keeps_working(page, tmp_path):
 
 
 def test_interpolation_shows_a_strip_and_a_gif(page):
-    page.get_by_role("tab", name="Interpolate").click()
+    open_tab(page, "Interpolate")
     page.click("#interpolate-button")
     wait_until(page, "() => { const img = document.querySelector('#strip img'); return img && img.complete && img.naturalWidth > 0; }")
     width, height = page.eval_on_selector("#strip img", "img => [img.naturalWidth, img.naturalHeight]")
@@ -208,8 +214,9 @@ def test_interpolation_shows_a_strip_and_a_gif(page):
 
 
 def test_sampling_is_seeded_and_a_sample_can_be_picked(page):
-    page.get_by_role("tab", name="Sample").click()
+    open_tab(page, "Sample")
     page.fill("#seed input", "3")
+    assert page.input_value("#seed input") == "3"
     page.click("#sample-button")
     thumbnails = page.locator("#samples img")
     wait_until(page, "() => document.querySelectorAll('#samples img').length === 16")
