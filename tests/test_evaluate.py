@@ -308,6 +308,22 @@ def test_identity_reconstruction_scores_perfectly(data, features):
     assert metrics["active_units"] > 0
 
 
+def test_probe_is_fitted_on_a_capped_seeded_subset_of_a_large_train_split(data, features, monkeypatch):
+    import vaegan.evaluate as evaluate_module
+
+    encoded = []
+    real_encode = evaluate_module.encode_images
+    monkeypatch.setattr(evaluate_module, "encode_images", lambda model, images, **kw: encoded.append(len(images)) or real_encode(model, images, **kw))
+    monkeypatch.setattr(evaluate_module, "PROBE_IMAGES", 30)
+    model = IdentityAutoencoder()
+    train = data.subset("train")
+    latent_map = pca_map(to_float(train.images).flatten(1).numpy(), train.labels.numpy())
+    capped = evaluate(model, data, features, latent_map)
+    assert len(train) == 96 and encoded == [30]
+    assert capped["probe_accuracy"] >= 0.9  # 30 latents still separate the synthetic classes
+    assert evaluate(model, data, features, latent_map) == capped  # the same subset every time
+
+
 def test_constant_decoder_loses_structure_and_labels(data, features):
     train = data.subset("train")
     latent_map = pca_map(to_float(train.images).flatten(1).numpy(), train.labels.numpy())

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016 (IWAE), section 5.2: a unit is active when Var_x(E_q[z_u]) > 0.01
 PSNR_CAP_DB = 100.0  # a perfect reconstruction would be +inf dB, which JSON can't hold
 SPLITS = ("held-out", "val", "test", "val+test")
+PROBE_IMAGES = 20_000  # train latents the probe (and the UMAP fallback) is fitted on, at most
 
 
 # ---------------------------------------------------------------------- single metrics
@@ -120,30 +121,45 @@ def map_coordinates(
     return xy_train, y_train[index], reducer.transform(mu_test)
 
 
-def sample_quality(
-    features: EyeFeatureNet, real: list[torch.Tensor], fake: list[torch.Tensor], seed: int = 0
-) -> dict[str, float]:
-    """Frechet distance and KID (mean, std) between two sets of float image batches, on `features`."""
+class _Precomputed(nn.Module):
+    """A torchmetrics feature extractor that passes features computed beforehand straight through."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features  # read by torchmetrics instead of a dummy forward pass
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def feature_distances(real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> dict[str, float]:
+    """Frechet distance and KID (mean, std) between two sets of feature vectors (N, F) and (M, F)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
-    n_real, n_fake = sum(map(len, real)), sum(map(len, fake))
-    device = next(features.parameters()).device
+    extractor = _Precomputed(real.shape[1])
+    # subsets of half the smaller set, so that the 100 subsets differ and kid_std means something
+    subset_size = min(1000, max(2, min(len(real), len(fake)) // 2))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        fid = FrechetInceptionDistance(feature=features, normalize=True, sync_on_compute=False).to(device)
-        # subsets of half the smaller set, so that the 100 subsets differ and kid_std means something
-        subset_size = min(1000, max(2, min(n_real, n_fake) // 2))
-        kid = KernelInceptionDistance(feature=features, subset_size=subset_size, normalize=True, sync_on_compute=False).to(device)
+        fid = FrechetInceptionDistance(feature=extractor, sync_on_compute=False).to(real.device)
+        kid = KernelInceptionDistance(feature=extractor, subset_size=subset_size, sync_on_compute=False).to(real.device)
     for metric in (fid, kid):
-        for batch in real:
-            metric.update(batch, real=True)
-        for batch in fake:
-            metric.update(batch, real=False)
+        metric.update(real, real=True)
+        metric.update(fake, real=False)
     with torch.random.fork_rng(devices=[]):  # KID draws its subsets from the global RNG
         torch.manual_seed(seed)
         kid_mean, kid_std = kid.compute()
     return {"frechet_distance": max(0.0, fid.compute().item()), "kid": kid_mean.item(), "kid_std": kid_std.item()}
+
+
+@torch.no_grad()
+def sample_quality(
+    features: EyeFeatureNet, real: list[torch.Tensor], fake: list[torch.Tensor], seed: int = 0
+) -> dict[str, float]:
+    """Frechet distance and KID between two sets of float image batches, on the eye CNN's `features`."""
+    features.eval()
+    return feature_distances(torch.cat([features(b) for b in real]), torch.cat([features(b) for b in fake]), seed=seed)
 
 
 # ---------------------------------------------------------------------- everything
@@ -188,9 +204,9 @@ def evaluate(
         )
     started = time.perf_counter()
 
-    # 1. held-out pass: latents, reconstructions of mu, feature-CNN predictions on real and reconstructed eyes
+    # 1. held-out pass: latents, reconstructions of mu, eye-CNN features and predictions (one CNN pass per image)
     sums = {"mse": 0.0, "psnr": 0.0, "ssim": 0.0}
-    mu_chunks, real_batches, predicted_real, predicted_rec = [], [], [], []
+    mu_chunks, features_real, predicted_real, predicted_rec = [], [], [], []
     for batch in test.images.split(batch_size):
         x = to_float(batch.to(device))  # (B, C, H, W)
         mu, _ = model.encode(x)
@@ -198,8 +214,8 @@ def evaluate(
         for name, values in reconstruction_scores(x, x_rec).items():
             sums[name] += values.sum().item()
         mu_chunks.append(mu.float().cpu())
-        real_batches.append(x)
-        predicted_real.append(predict_labels(features, x).cpu())
+        features_real.append(features(x))
+        predicted_real.append(features.head(features_real[-1]).argmax(1).cpu())
         predicted_rec.append(predict_labels(features, x_rec).cpu())
     mu_test = torch.cat(mu_chunks).numpy()
     y_test = test.labels.numpy()
@@ -208,13 +224,18 @@ def evaluate(
     # 2. prior samples, from an explicit generator so every run draws the same z
     num_samples = num_samples or n
     generator = torch.Generator(device=device).manual_seed(seed)
-    fake_batches = [model.sample(len(chunk), generator=generator).float().clamp(-1, 1) for chunk in torch.arange(num_samples).split(batch_size)]
-    quality = sample_quality(features, real_batches, fake_batches, seed=seed)
+    features_fake = [
+        features(model.sample(len(chunk), generator=generator).float().clamp(-1, 1))
+        for chunk in torch.arange(num_samples).split(batch_size)
+    ]
+    quality = feature_distances(torch.cat(features_real), torch.cat(features_fake), seed=seed)
 
     # 3. latent structure: linear probe on mu (train -> held-out), kNN on the 2-D map, active units
     train = data.subset("train")
     if len(train):
-        mu_train, y_train = encode_images(model, train.images, batch_size=batch_size), train.labels.numpy()
+        # a seeded subset on large sets: 20k latents pin down a 64-d linear probe, and the Kaggle split is 140k
+        index = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:PROBE_IMAGES].sort().values
+        mu_train, y_train = encode_images(model, train.images[index], batch_size=batch_size), train.labels[index].numpy()
         probe_accuracy, probe_balanced = probe_scores(mu_train, y_train, mu_test, y_test)
     else:
         logger.warning("no train split: the probe and the UMAP fallback are skipped")
