@@ -345,8 +345,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from vaegan.example_eyes import draw_example_eye
     from vaegan.hub import load_model
-    from vaegan.ui import Explorer, draw_example_eye, points_payload
+    from vaegan.ui import Explorer, points_payload
 
     model, latent_map = load_model(args.model)
     if latent_map is None:

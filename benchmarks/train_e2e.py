@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.common import git_commit, machine, write_section  # noqa: E402
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        write_section(f"Whole training run ({'GPU' if 'GPU' in machine() else 'CPU'})", table)
+        write_section(f"Whole training run ({'GPU' if torch.cuda.is_available() else 'CPU'})", table)
 
 
 if __name__ == "__main__":
