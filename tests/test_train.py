@@ -171,8 +171,9 @@ def test_sigkill_mid_run_then_resume_finishes(eye_folder, tmp_path):
     from pathlib import Path
 
     out = tmp_path / "run"
+    epochs = 100  # about 45 ms each: the kill lands seconds before the run could end on its own
     root = Path(__file__).resolve().parents[1]
-    argv = [sys.executable, str(root / "train.py"), "--data-dir", str(eye_folder), "--out-dir", str(out), *TINY, "--epochs", "15"]
+    argv = [sys.executable, str(root / "train.py"), "--data-dir", str(eye_folder), "--out-dir", str(out), *TINY, "--epochs", str(epochs), "--sample-every", "50"]
     process = subprocess.Popen(argv, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(root)})
     try:
         deadline = time.monotonic() + 120
@@ -185,11 +186,11 @@ def test_sigkill_mid_run_then_resume_finishes(eye_folder, tmp_path):
     assert process.returncode == -signal.SIGKILL
     (out / "checkpoint" / "state.tmp").write_bytes(b"half a checkpoint")  # as a kill mid-write leaves it
     step = torch.load(out / CHECKPOINT_FILE, weights_only=True)["step"]
-    assert 0 < step < 15 * 3
-    assert run(eye_folder, out, "--epochs", "15", "--resume", "--map-size", "20") == 0
-    assert torch.load(out / CHECKPOINT_FILE, weights_only=True)["step"] == 15 * 3
+    assert 0 < step < epochs * 3
+    assert run(eye_folder, out, "--epochs", str(epochs), "--sample-every", "50", "--resume", "--map-size", "20") == 0
+    assert torch.load(out / CHECKPOINT_FILE, weights_only=True)["step"] == epochs * 3
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert steps == sorted(set(steps)) and steps[-1] == 45  # no duplicated or lost epoch lines
+    assert steps == sorted(set(steps)) and steps[-1] == epochs * 3  # no duplicated or lost epoch lines
 
 
 def test_a_full_disk_is_reported_before_training(eye_folder, tmp_path, monkeypatch):

@@ -196,7 +196,7 @@ class Trainer:
         epoch = self.step // self.steps_per_epoch
         first = self.step % self.steps_per_epoch
         last = min(self.steps_per_epoch, first + self.total_steps - self.step)
-        order = self.epoch_order(epoch)
+        order = self.epoch_order(epoch).to(self.images.device)  # indexed where the images are: no copy per step
         self.model.train()
         sums: dict[str, torch.Tensor] = {}
         started = time.perf_counter()
