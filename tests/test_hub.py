@@ -214,3 +214,16 @@ def test_missing_local_dirs_say_so(source, message):
 def test_a_folder_without_config_is_not_a_model_dir(tmp_path):
     with pytest.raises(hub.HubError, match="no config.json"):
         hub.load_model(str(tmp_path))
+
+
+def test_damaged_weights_are_a_one_line_error_and_a_damaged_map_is_dropped(tmp_path, caplog):
+    model_dir = tiny_model_dir(tmp_path / "model")
+    (model_dir / "latent_map.safetensors").write_bytes(b"\x80\x04not safetensors")
+    model, latent_map = hub.load_model(str(model_dir))
+    assert latent_map is None and "no usable latent map" in caplog.text and "not a safetensors file" in caplog.text
+    (model_dir / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(hub.HubError, match="could not load the model .*SafetensorError"):
+        hub.load_model(str(model_dir))
+    result = subprocess.run([sys.executable, "app.py", "--model", str(model_dir)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "could not load the model" in result.stderr

@@ -38,7 +38,7 @@ def test_malformed_maps_are_refused(tmp_path):
     with pytest.raises(ValueError, match="inconsistent"):
         LatentMap.load(tmp_path)
     (tmp_path / FILENAME).write_bytes(b"\x80\x04not safetensors")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="not a safetensors file"):
         LatentMap.load(tmp_path)
 
 

@@ -2,6 +2,7 @@ import json
 import pickle
 
 import pytest
+from safetensors import SafetensorError
 import torch
 
 from vaegan import VAEGAN, ModelConfig
@@ -74,6 +75,6 @@ def test_a_pickle_in_place_of_the_weights_is_not_unpickled(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     VAEGAN(ModelConfig(**TINY)).save_pretrained(tmp_path / "model")
     (tmp_path / "model" / "model.safetensors").write_bytes(pickle.dumps({"weights": _Exploit()}))
-    with pytest.raises(Exception):
+    with pytest.raises(SafetensorError):
         VAEGAN.from_pretrained(tmp_path / "model", strict=True)
     assert not (tmp_path / "PWNED").exists()

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from torchvision.utils import save_image
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, ModelCardData, get_token, hf_hub_download
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
 
@@ -198,7 +199,7 @@ def load_model(source: str) -> tuple[VAEGAN, LatentMap | None]:
         raise HubError(f"{source}: no such local model dir or Hub repo") from error
     except HfHubHTTPError as error:
         raise HubError(f"{source}: download failed ({_first_line(error)})") from error
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SafetensorError) as error:  # SafetensorError: a damaged or foreign weights file
         raise HubError(f"{source}: could not load the model ({type(error).__name__}: {_first_line(error)})") from error
     model.eval()
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from vaegan.data import to_float
@@ -51,7 +52,10 @@ class LatentMap:
         path = Path(path)
         if path.is_dir():
             path = path / FILENAME
-        tensors = load_file(str(path))
+        try:
+            tensors = load_file(str(path))
+        except SafetensorError as error:  # a damaged or foreign file: say which, never parse further
+            raise ValueError(f"{path}: not a safetensors file ({error})") from error
         missing = {field for field in cls.__dataclass_fields__} - set(tensors)
         if missing:
             raise ValueError(f"{path}: not a latent map (missing {', '.join(sorted(missing))})")
