@@ -79,10 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     from vaegan.data import DataError, download_kaggle, load_dataset
     from vaegan.hub import HubError, push_model_dir
     from vaegan.networks import validate_config
-    from vaegan.trainer import Trainer, TrainingError
+    from vaegan.trainer import Trainer, TrainingError, validate_train_config
 
     try:
         validate_config(model_config)
+        validate_train_config(train_config)
         resolve_out_dir(train_config)
         check_writable(train_config.out_dir)
         data_dir = train_config.data_dir or download_kaggle()

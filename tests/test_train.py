@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -122,6 +123,29 @@ def test_unwritable_out_dir_fails_before_training(eye_folder, tmp_path):
     blocker.write_text("x")
     with pytest.raises(SystemExit, match="not writable"):
         run(eye_folder, blocker / "run", "--epochs", "1")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--batch-size", "0"], "batch_size must be at least 1"),
+        (["--epochs", "0"], "epochs must be at least 1"),
+        (["--max-steps", "0"], "max_steps must be at least 1"),
+        (["--log-every", "0"], "log_every must be at least 1"),
+        (["--map-size", "3"], "map_size must be at least 10"),
+        (["--lr", "-1"], "lr must be a finite number of at least 0"),
+        (["--kl-weight", "nan"], "kl_weight must be a finite number"),
+        (["--beta2", "1"], r"beta2 must be in \[0, 1\)"),
+        (["--val-fraction", "0.6", "--test-fraction", "0.4"], "leave a train split"),
+        (["--device", "tpu"], "device must be one of auto, cpu, cuda"),
+        (["--mixed-precision", "fp16"], "mixed_precision must be one of auto, no, bf16"),
+    ],
+)
+def test_impossible_settings_are_refused_before_anything_is_written(eye_folder, tmp_path, caplog, flags, message):
+    out = tmp_path / "run"
+    assert run(eye_folder, out, *flags) == 1
+    assert re.search(message, caplog.text)
+    assert not out.exists()
 
 
 def test_bad_data_dir_exits_with_a_message(tmp_path, caplog):

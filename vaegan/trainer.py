@@ -46,6 +46,28 @@ def cpu_bf16_supported() -> bool:
         return False
 
 
+def validate_train_config(config: TrainConfig) -> None:
+    """Raise ValueError for settings a run can't honour, before any data is read."""
+    choices = {"device": ("auto", "cpu", "cuda"), "mixed_precision": ("auto", "no", "bf16")}
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}")
+    at_least = {"epochs": 1, "batch_size": 1, "log_every": 1, "sample_every": 1, "map_size": 10, "num_workers": 0}
+    at_least |= {"max_steps": 1} if config.max_steps is not None else {}
+    for name, least in at_least.items():
+        if getattr(config, name) < least:
+            raise ValueError(f"{name} must be at least {least}, got {getattr(config, name)!r}")
+    for name in ("lr", "lr_discriminator", "kl_weight", "pixel_weight", "feature_weight", "gan_weight", "warmup_epochs"):
+        value = getattr(config, name)
+        if not math.isfinite(value) or value < 0:  # 0 is allowed: a zero learning rate freezes that network
+            raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(config, name) < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {getattr(config, name)!r}")
+    if not (0 <= config.val_fraction < 1 and 0 <= config.test_fraction < 1 and config.val_fraction + config.test_fraction < 1):
+        raise ValueError(f"val_fraction and test_fraction must be in [0, 1) and leave a train split, got {config.val_fraction!r} and {config.test_fraction!r}")
+
+
 def make_accelerator(config: TrainConfig) -> Accelerator:
     """Accelerator for the requested device; bf16 autocast where the GPU or CPU supports it."""
     if config.device == "cuda" and not torch.cuda.is_available():
@@ -61,6 +83,7 @@ class Trainer:
     """Trains a VAEGAN (and its discriminator) on an EyeData set, writing everything under out_dir."""
 
     def __init__(self, config: TrainConfig, model_config: ModelConfig, data: EyeData):
+        validate_train_config(config)
         self.config = config
         self.model_config = model_config
         self.out_dir = Path(config.out_dir)
