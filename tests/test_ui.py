@@ -24,6 +24,7 @@ from vaegan.ui import (
     build_demo,
     decode,
     points_payload,
+    save_picture,
     to_picture,
 )
 
@@ -45,8 +46,17 @@ def explorer(model, latent_map, tmp_path):
     return Explorer(model, latent_map, work_dir=tmp_path / "work")
 
 
-def pixels(picture: Image.Image) -> np.ndarray:
-    return np.asarray(picture)
+def opened(picture: str | Image.Image) -> Image.Image:
+    """A picture the page returned (the path of a file it serves), read back; PIL images pass through."""
+    if isinstance(picture, Image.Image):
+        return picture
+    with Image.open(picture) as image:
+        image.load()
+        return image
+
+
+def pixels(picture: str | Image.Image) -> np.ndarray:
+    return np.asarray(opened(picture))
 
 
 def event(**data) -> gr.EventData:
@@ -56,7 +66,7 @@ def event(**data) -> gr.EventData:
 def test_point_click_decodes_that_point_with_its_label(explorer, model, latent_map):
     state, picture, caption, slider, marks, pair = explorer.on_point(None, event(index=7))
     label = ("closed", "open")[int(latent_map.labels[7])]
-    assert picture.size == (DISPLAY_SIZE, DISPLAY_SIZE)
+    assert opened(picture).size == (DISPLAY_SIZE, DISPLAY_SIZE) and opened(picture).format == "PNG"
     np.testing.assert_array_equal(pixels(picture), pixels(to_picture(decode(model, latent_map.mu[7])[0])))
     assert "#7" in caption and f"labelled **{label}**" in caption
     p = float(latent_map.predict_open(latent_map.mu[7:8])[0])
@@ -118,7 +128,7 @@ def test_upload_is_encoded_reconstructed_placed_and_classified(explorer, model, 
     path = tmp_path / "eye.png"
     make_eye(True, size=90, seed=3).save(path)
     seen, reconstruction, verdict, state, picture, caption, *_ = explorer.on_upload(str(path), None)
-    assert seen.size == reconstruction.size == (DISPLAY_SIZE, DISPLAY_SIZE)
+    assert opened(seen).size == opened(reconstruction).size == (DISPLAY_SIZE, DISPLAY_SIZE)
     x = load_image(path, model.config)  # the training preprocessing
     with torch.no_grad():
         mu = model.encode(x[None])[0].numpy()
@@ -144,7 +154,7 @@ def test_rgba_and_16_bit_uploads_are_accepted(explorer, tmp_path):
     deep = tmp_path / "eye16.png"
     Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(deep)
     for path in (rgba, deep):
-        assert explorer.on_upload(str(path), None)[1].size == (DISPLAY_SIZE, DISPLAY_SIZE)
+        assert opened(explorer.on_upload(str(path), None)[1]).size == (DISPLAY_SIZE, DISPLAY_SIZE)
 
 
 def test_bad_uploads_give_clear_errors(explorer, tmp_path):
@@ -175,7 +185,7 @@ def test_bad_uploads_give_clear_errors(explorer, tmp_path):
     with pytest.raises(gr.Error, match="could not be read"):
         explorer.on_upload(str(tmp_path / "gone.png"), None)
     # and the explorer still works afterwards
-    assert explorer.on_point(None, event(index=0))[1].size == (DISPLAY_SIZE, DISPLAY_SIZE)
+    assert opened(explorer.on_point(None, event(index=0))[1]).size == (DISPLAY_SIZE, DISPLAY_SIZE)
 
 
 def test_slerp_endpoints_and_sphere():
@@ -194,7 +204,8 @@ def test_slerp_endpoints_and_sphere():
 def test_interpolation_strip_and_gif_run_from_a_to_b(explorer, model, latent_map):
     state = explorer.on_point(None, event(index=4))[0]
     state = explorer.on_point(state, event(index=9))[0]
-    strip, gif = explorer.on_interpolate(6, state)
+    strip_path, gif = explorer.on_interpolate(6, state)
+    strip = opened(strip_path)
     frame = strip.height
     assert strip.size == (6 * (frame + 4) - 4, frame)
     first = to_picture(decode(model, latent_map.mu[4])[0], frame)
@@ -205,6 +216,14 @@ def test_interpolation_strip_and_gif_run_from_a_to_b(explorer, model, latent_map
     assert pixels(strip)[:, frame:frame + 4, 1].max() == 0  # transparent gaps between frames
     with Image.open(gif) as animation:
         assert animation.format == "GIF" and animation.n_frames == 2 * 6 - 2
+
+
+def test_pictures_are_files_named_by_content_and_written_whole(tmp_path):
+    eye, other = make_eye(True, size=64), make_eye(False, size=64)
+    first = save_picture(eye, tmp_path)
+    assert save_picture(eye, tmp_path) == first != save_picture(other, tmp_path)  # one file per distinct picture
+    np.testing.assert_array_equal(pixels(first), pixels(eye))
+    assert sorted(p.name.startswith("eye-") for p in tmp_path.iterdir()) == [True, True]  # no staging files left
 
 
 def test_interpolation_needs_two_eyes(explorer):
@@ -282,11 +301,11 @@ def test_page_without_a_map(model, tmp_path):
     path = tmp_path / "eye.png"
     make_eye(False, size=70).save(path)
     seen, reconstruction, verdict, state, picture, caption, slider, marks, *_ = explorer.on_upload(str(path), None)
-    assert reconstruction.size == (DISPLAY_SIZE, DISPLAY_SIZE) and "no latent map" in verdict
+    assert opened(reconstruction).size == (DISPLAY_SIZE, DISPLAY_SIZE) and "no latent map" in verdict
     assert marks is None and state["eyes"][-1]["where"] is None
     grid, samples, state, *_ = explorer.on_sample(0, state)
     assert len(grid) == SAMPLE_COUNT
-    assert explorer.on_interpolate(4, state)[0].width > 0
+    assert opened(explorer.on_interpolate(4, state)[0]).width > 0
     with pytest.raises(gr.Error, match="no latent map"):
         explorer.on_point(None, event(index=0))
     assert explorer.initial_state()["eyes"][0]["where"] is None

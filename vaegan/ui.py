@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import logging
 import os
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 import numpy as np
 import torch
 from PIL import Image
@@ -59,6 +61,26 @@ def to_picture(image: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
     return picture.resize((size, size), Image.Resampling.BICUBIC)
 
 
+def save_picture(picture: Image.Image, folder: Path, stem: str = "eye", suffix: str = ".png", **options: Any) -> str:
+    """Write a picture to `folder` under a name made from its content, whole or not at all; returns the path.
+
+    Gradio saves a returned PIL image by rewriting one content-named file in place, so two users
+    shown the same eye at once could be served a half-written file (seen with 20 clients on a few
+    points). A temp file renamed into place is never read half-written, and Gradio serves a file
+    from its own cache folder as it is.
+    """
+    buffer = io.BytesIO()
+    picture.save(buffer, format=suffix.lstrip("."), **options)
+    data = buffer.getvalue()
+    path = folder / f"{stem}-{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
+    if not path.exists():
+        descriptor, staging = tempfile.mkstemp(dir=folder, prefix=".staging-")
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(staging, path)
+    return str(path)
+
+
 def points_payload(latent_map: LatentMap) -> dict[str, Any]:
     """Compact point data for the browser: x, y as base64 float32, labels as base64 uint8."""
     xy = np.ascontiguousarray(latent_map.xy, dtype=np.float32)
@@ -82,6 +104,10 @@ class Explorer:
         self.latent_map = latent_map
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="vaegan-ui-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        # the pictures the page shows, in Gradio's cache folder (served from there as they are), one folder per page
+        cache = Path(get_upload_folder())
+        cache.mkdir(parents=True, exist_ok=True)
+        self.picture_dir = Path(tempfile.mkdtemp(prefix="vaegan-", dir=cache))
         self.open_direction = None if latent_map is None else latent_map.open_direction.astype(np.float32)
 
     # ---- helpers
@@ -91,6 +117,10 @@ class Explorer:
         if self.latent_map is None:
             return None
         return float(self.latent_map.predict_open(z[None].astype(np.float32))[0])
+
+    def picture(self, image: np.ndarray, size: int = DISPLAY_SIZE) -> str:
+        """uint8 (H, W, C) upscaled to size x size, as a PNG file the page can serve (its path)."""
+        return save_picture(to_picture(image, size), self.picture_dir)
 
     def _probe_text(self, z: np.ndarray) -> str:
         p = self.probability(z)
@@ -116,7 +146,7 @@ class Explorer:
         pair = (f"**A:** {eyes[0]['name']} &nbsp;→&nbsp; **B:** {eyes[-1]['name']}" if len(eyes) == 2
                 else f"**B:** {eyes[-1]['name']}. Pick one more eye for A.")
         marks = gr.update(marks=self.marks(eyes)) if self.latent_map is not None else None
-        return state, to_picture(eye["image"]), eye["caption"], 0.0, marks, pair
+        return state, self.picture(eye["image"]), eye["caption"], 0.0, marks, pair
 
     def _map_eye(self, index: Any) -> dict[str, Any]:
         """The eye of map point `index`: its mu decoded; gr.Error for a point not on the map."""
@@ -136,11 +166,11 @@ class Explorer:
         """A click on a map point: decode that point's mu."""
         return self._show(state, self._map_eye(evt.index))
 
-    def decode_point(self, index: float | None) -> tuple[Image.Image, dict[str, Any]]:
+    def decode_point(self, index: float | None) -> tuple[str, dict[str, Any]]:
         """The API endpoint `/decode_point`: map point `index` decoded, with its label, P(open) and map position."""
         eye = self._map_eye(index)
         index = int(index)
-        return to_picture(eye["image"]), {
+        return self.picture(eye["image"]), {
             "index": index,
             "label": LABEL_NAMES[int(self.latent_map.labels[index])],
             "p_open": self.probability(eye["z"]),
@@ -175,7 +205,7 @@ class Explorer:
         verdict = f"Predicted **{LABEL_NAMES[int(p >= 0.5)]}** (P(open) = {p:.2f})." if p is not None else (
             "No open / closed prediction: this model has no latent map.")
         eye["caption"] = f"**Your upload**, reconstructed. {verdict}"
-        return (to_picture(seen), to_picture(eye["image"]), verdict, *self._show(state, eye))
+        return (self.picture(seen), self.picture(eye["image"]), verdict, *self._show(state, eye))
 
     def on_slider(self, amount: float, state: dict[str, Any] | None) -> tuple:
         """Move the current eye along the closed -> open direction by `amount` and decode it."""
@@ -184,14 +214,14 @@ class Explorer:
             return gr.update(), gr.update()
         eye = eyes[-1]
         if self.open_direction is None or amount == 0:
-            return to_picture(eye["image"]), eye["caption"]
+            return self.picture(eye["image"]), eye["caption"]
         z = eye["z"] + float(amount) * self.open_direction
         direction = "open" if amount > 0 else "closed"
         caption = f"**{eye['name']}**, moved {abs(amount):.1f} × toward **{direction}**. {self._probe_text(z)}"
-        return to_picture(decode(self.model, z)[0]), caption
+        return self.picture(decode(self.model, z)[0]), caption
 
-    def on_interpolate(self, steps: int, state: dict[str, Any] | None) -> tuple[Image.Image, str]:
-        """Decode the slerp path from A to B: a strip of frames and an animated GIF (path)."""
+    def on_interpolate(self, steps: int, state: dict[str, Any] | None) -> tuple[str, str]:
+        """Decode the slerp path from A to B: a strip of frames and an animated GIF (their paths)."""
         eyes = (state or EMPTY_STATE)["eyes"]
         if len(eyes) < 2:
             raise gr.Error("Pick two eyes first: click two points on the map, upload photos or sample.")
@@ -205,10 +235,8 @@ class Explorer:
             strip.paste(picture.convert(mode), (i * (THUMB_SIZE + gap), 0))
         big = [to_picture(frame, DISPLAY_SIZE // 4 * 3) for frame in frames]
         loop = big + big[-2:0:-1]  # there and back
-        key = hashlib.sha1(eyes[0]["z"].tobytes() + eyes[1]["z"].tobytes() + bytes([steps])).hexdigest()[:10]
-        gif = self.work_dir / f"interpolation-{key}.gif"
-        loop[0].save(gif, save_all=True, append_images=loop[1:], duration=90, loop=0)
-        return strip, str(gif)
+        gif = save_picture(loop[0], self.picture_dir, "interpolation", ".gif", save_all=True, append_images=loop[1:], duration=90, loop=0)
+        return save_picture(strip, self.picture_dir, "interpolation-strip"), gif
 
     def sample_latents(self, seed: int | float | None) -> np.ndarray:
         """SAMPLE_COUNT latents from the prior N(0, I), seeded by an explicit generator: (S, Z)."""
@@ -221,7 +249,7 @@ class Explorer:
             raise gr.Error("The seed must be a whole number from 0 upwards.")
         z = self.sample_latents(seed)
         images = decode(self.model, z)
-        gallery = [(to_picture(image, THUMB_SIZE), f"sample {i + 1}") for i, image in enumerate(images)]
+        gallery = [(self.picture(image, THUMB_SIZE), f"sample {i + 1}") for i, image in enumerate(images)]
         samples = {"seed": int(seed), "z": z}
         return (gallery, samples, *self._show(state, self._sample_eye(samples, 0, images[0])))
 
