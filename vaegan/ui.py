@@ -69,6 +69,8 @@ def save_picture(picture: Image.Image, folder: Path, stem: str = "eye", suffix: 
     points). A temp file renamed into place is never read half-written, and Gradio serves a file
     from its own cache folder as it is.
     """
+    if suffix == ".png":
+        options.setdefault("compress_level", 1)  # 0.8 ms for a 256 px eye, 3x faster than the default; 11 KB, not 8
     buffer = io.BytesIO()
     picture.save(buffer, format=suffix.lstrip("."), **options)
     data = buffer.getvalue()
