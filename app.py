@@ -47,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     # Each event is a few milliseconds of single-threaded CPU work: one worker per core.
     demo.queue(default_concurrency_limit=max(2, min(8, os.cpu_count() or 1)), max_size=64)
     # Gradio keeps ~70 KB of page state per session (10,000 by default): cap it so memory stays bounded.
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES,
-                state_session_capacity=2000)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES,
+                    state_session_capacity=2000)
+    except OSError as error:  # the port is taken, or the host is not this machine's
+        print(f"error: can't serve on {args.host}:{args.port} ({error}); pick another with --port", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -325,6 +325,24 @@ def test_app_exits_with_a_one_line_error_for_a_missing_model(tmp_path, capsys, m
     assert error.startswith("error:") and "no-such-model" in error and "\n" not in error
 
 
+def test_app_on_a_taken_port_exits_with_a_one_line_error(capsys):
+    import socket
+
+    import app
+
+    threads = torch.get_num_threads()  # app.main sets one thread for the whole process
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            assert app.main(["--port", str(port)]) == 1
+        finally:
+            torch.set_num_threads(threads)
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: can't serve on 127.0.0.1:") and str(port) in error and "--port" in error
+
+
 def test_app_flags_follow_the_environment(monkeypatch):
     import app
 
