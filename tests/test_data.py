@@ -154,9 +154,12 @@ def test_unusable_folders_give_clear_errors(tmp_path, setup, message):
     assert str(root) in str(error.value)
 
 
-def test_missing_folder(tmp_path):
+def test_missing_folder_or_a_file_instead(tmp_path):
     with pytest.raises(DataError, match="no such folder"):
         discover(tmp_path / "nope")
+    (tmp_path / "eye.png").write_bytes(b"x")
+    with pytest.raises(DataError, match="eye.png: a file, not a folder"):
+        discover(tmp_path / "eye.png")
 
 
 def test_load_image_matches_training_preprocessing(eye_folder):

@@ -95,7 +95,8 @@ def discover(root: str | os.PathLike) -> list[tuple[str, int, str | None]]:
     """Find (relative path, label, split or None) for every labelled image under root, sorted."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: no such folder (expected a folder of eye crops in open / closed class folders)")
+        problem = "a file, not a folder" if root.exists() else "no such folder"
+        raise DataError(f"{root}: {problem} (expected a folder of eye crops in open / closed class folders)")
     found = []
     unlabelled = 0
     for dirpath, dirnames, filenames in os.walk(root):
