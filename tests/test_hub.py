@@ -156,6 +156,10 @@ def test_hub_cli_exits_non_zero_on_failure(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(hub, "get_token", lambda: None)
     assert hub.main(["push", "--model", str(tiny_model_dir(tmp_path / "m")), "--repo-id", "a/b"]) == 1
     assert "hf auth login" in capsys.readouterr().err
+    for command in (["push", "--repo-id", "a/b"], ["bundle", "--out", str(tmp_path / "bundle")]):
+        assert hub.main([*command, "--model", str(tmp_path / "missing")]) == 1
+        assert "missing is not a model dir (missing config.json, model.safetensors)" in capsys.readouterr().err
+    assert not (tmp_path / "bundle").exists()
 
 
 def test_model_card_from_a_real_run_has_its_metrics_and_metadata(eye_folder, tmp_path, intercepted):

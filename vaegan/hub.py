@@ -153,14 +153,20 @@ def draw_latent_map(latent_map: LatentMap, size: int = 640) -> Image.Image:
     return image
 
 
-def push_model_dir(
-    model_dir: str | os.PathLike, repo_id: str, private: bool = False, commit_message: str | None = None
-) -> str:
-    """Upload a model dir (weights, config, latent map, card, pictures) to the Hub; returns the commit URL."""
+def _check_model_dir(model_dir: str | os.PathLike) -> Path:
+    """HubError unless model_dir holds a config and weights."""
     model_dir = Path(model_dir)
     missing = [name for name in ("config.json", "model.safetensors") if not (model_dir / name).exists()]
     if missing:
         raise HubError(f"{model_dir} is not a model dir (missing {', '.join(missing)})")
+    return model_dir
+
+
+def push_model_dir(
+    model_dir: str | os.PathLike, repo_id: str, private: bool = False, commit_message: str | None = None
+) -> str:
+    """Upload a model dir (weights, config, latent map, card, pictures) to the Hub; returns the commit URL."""
+    model_dir = _check_model_dir(model_dir)
     if get_token() is None:
         raise HubError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then push again")
     files = sorted({path for pattern in MODEL_FILES for path in model_dir.glob(pattern) if path.is_file()})
@@ -216,7 +222,7 @@ def load_model(source: str) -> tuple[VAEGAN, LatentMap | None]:
 
 def bundle_model_dir(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Copy a model dir into a small bundle (as assets/demo-model): fp16 weights and map, no pictures of real eyes."""
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    model_dir, out_dir = _check_model_dir(model_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_bytes((model_dir / "config.json").read_bytes())
     weights = load_file(model_dir / "model.safetensors")
@@ -253,18 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     bundle.add_argument("--training-command", default=None, help="the training command, for the bundle's model card")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if args.command == "bundle":
-        out = bundle_model_dir(args.model, args.out)
-        metrics = json.loads((out / "metrics.json").read_text())
-        write_model_card(out, {"data_dir": args.data, "command": args.training_command or "python train.py"}, metrics)
-        print(out)
-        return 0
     try:
-        url = push_model_dir(args.model, args.repo_id, private=args.private, commit_message=args.commit_message)
+        if args.command == "bundle":
+            out = bundle_model_dir(args.model, args.out)
+            metrics = json.loads((out / "metrics.json").read_text())
+            write_model_card(out, {"data_dir": args.data, "command": args.training_command or "python train.py"}, metrics)
+            print(out)
+        else:
+            print(push_model_dir(args.model, args.repo_id, private=args.private, commit_message=args.commit_message))
     except HubError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(url)
     return 0
 
 
