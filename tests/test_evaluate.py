@@ -369,7 +369,7 @@ def write_folder(root, n: int = 48) -> None:
         Image.fromarray(image[0].numpy()).save(folder / f"{i}.png")
 
 
-def test_command_line_fit_features_then_evaluate(tmp_path, capsys):
+def test_command_line_fit_features_then_evaluate(tmp_path, capsys, caplog):
     write_folder(tmp_path / "eyes")
     feature_file = tmp_path / "features.safetensors"
     cache = str(tmp_path / "cache")
@@ -390,3 +390,5 @@ def test_command_line_fit_features_then_evaluate(tmp_path, capsys):
 
     (tmp_path / "bad.safetensors").write_bytes(b"junk")
     assert main(["--model", str(tmp_path / "model"), *common, "--features", str(tmp_path / "bad.safetensors")]) == 1
+    assert main(["--model", str(tmp_path / "no-model"), *common, "--features", str(feature_file)]) == 1
+    assert "no-model: no such model dir" in caplog.text

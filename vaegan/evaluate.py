@@ -35,6 +35,7 @@ from vaegan.eye_features import (
     predict_labels,
     save_feature_network,
 )
+from vaegan.hub import HubError, load_model
 from vaegan.latent_map import LatentMap, encode_images
 
 logger = logging.getLogger(__name__)
@@ -282,10 +283,8 @@ def _load_data(data_dir: str, image_size: int, channels: int, cache_dir: str | N
 
 def main_evaluate(argv: list[str] | None = None) -> int:
     """`python -m vaegan.evaluate --model DIR --data-dir DIR`: print the metrics table, optionally write JSON."""
-    from vaegan.networks import VAEGAN
-
     parser = argparse.ArgumentParser(prog="python -m vaegan.evaluate", description="Evaluate a model dir on held-out eyes.")
-    parser.add_argument("--model", required=True, help="model dir (config.json, model.safetensors, optional latent_map.safetensors)")
+    parser.add_argument("--model", required=True, help="model dir (config.json, model.safetensors, optional latent_map.safetensors) or Hub repo id")
     parser.add_argument("--data-dir", required=True, help="folder of eye crops (the one the model was trained on)")
     parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
     parser.add_argument("--features", default=str(DEFAULT_FEATURES), help="eye-feature CNN file (default: %(default)s)")
@@ -294,9 +293,7 @@ def main_evaluate(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, default=None, help="prior samples for the Frechet distance / KID (default: as many as held-out images)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data split (as in training) and of the prior samples")
     args = parser.parse_args(argv)
-    model = VAEGAN.from_pretrained(args.model, strict=True)
-    map_file = Path(args.model) / "latent_map.safetensors"
-    latent_map = LatentMap.load(map_file) if map_file.exists() else None
+    model, latent_map = load_model(args.model)  # a model dir or a Hub repo id, with its latent map when it has one
     features = load_feature_network(args.features)
     data = _load_data(args.data_dir, model.config.image_size, model.config.channels, args.cache_dir, args.seed)
     metrics = evaluate(model, data, features, latent_map, split=args.split, num_samples=args.num_samples, seed=args.seed)
@@ -347,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "fit-features":
             return main_fit_features(argv[1:])
         return main_evaluate(argv)
-    except (ValueError, FileNotFoundError, DataError) as error:
+    except (ValueError, FileNotFoundError, DataError, HubError) as error:
         logger.error("%s", error)
         return 1
 
