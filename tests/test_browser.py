@@ -9,7 +9,6 @@ import os
 import shutil
 
 import pytest
-
 from conftest import free_port, make_eye, random_latent_map, tiny_model
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

@@ -4,9 +4,9 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import make_eye, make_layout, write_eyes
 from PIL import Image
 
-from conftest import make_eye, make_layout, write_eyes
 from vaegan import data
 from vaegan.config import ModelConfig
 from vaegan.data import DataError, class_of, discover, load_dataset

@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from conftest import free_port, random_latent_map, tiny_model
 from gradio_client import Client
 from PIL import Image
 
-from conftest import free_port, random_latent_map, tiny_model
 from vaegan.ui import DISPLAY_SIZE, build_demo, decode, to_picture
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

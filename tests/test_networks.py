@@ -2,8 +2,8 @@ import json
 import pickle
 
 import pytest
-from safetensors import SafetensorError
 import torch
+from safetensors import SafetensorError
 
 from vaegan import VAEGAN, ModelConfig
 from vaegan.networks import Discriminator, validate_config

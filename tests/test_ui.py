@@ -11,9 +11,9 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
+from conftest import make_eye, random_latent_map, tiny_model
 from PIL import Image
 
-from conftest import make_eye, random_latent_map, tiny_model
 from vaegan.data import load_image
 from vaegan.latent_map import slerp
 from vaegan.ui import (

@@ -11,13 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
-from torchvision.utils import save_image
-
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, ModelCardData, get_token, hf_hub_download
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+)
+from PIL import Image, ImageDraw
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
+from torchvision.utils import save_image
 
 from vaegan.data import KAGGLE_DATASET, to_float
 from vaegan.latent_map import FILENAME as MAP_FILENAME

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from gradio.utils import get_upload_folder
 import numpy as np
 import torch
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 from vaegan.data import LABEL_NAMES, load_image, to_uint8
