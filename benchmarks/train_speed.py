@@ -123,15 +123,19 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-sizes", default="64,128,256")
+    parser.add_argument("--batch-sizes", default=None, help="default: 64,128,256 on CPU; 64,256,1024,2048 on a GPU")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 3 on CPU, 30 on a GPU)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per timed window (default: 5 on CPU, 50 on a GPU)")
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--no-reference", action="store_true", help="skip the eager fp32 reference loop")
     parser.add_argument("--write", action="store_true", help="record the table in BENCHMARKS.md")
     args = parser.parse_args(argv)
+    gpu = args.device != "cpu" and torch.cuda.is_available()
+    args.batch_sizes = args.batch_sizes or ("64,256,1024,2048" if gpu else "64,128,256")
+    args.warmup = args.warmup if args.warmup is not None else (30 if gpu else 3)  # GPU: cuDNN picks its kernels first
+    args.steps = args.steps or (50 if gpu else 5)  # a GPU window of 5 steps would be a few milliseconds
     config = ModelConfig()
     images = torch.randint(0, 256, (8192, 1, 64, 64), dtype=torch.uint8)
     data = EyeData(images, torch.arange(8192) % 2, torch.zeros(8192, dtype=torch.int8), [str(i) for i in range(8192)], "synthetic")
