@@ -79,25 +79,27 @@ def main(argv: list[str] | None = None) -> int:
     from vaegan.data import DataError, download_kaggle, load_dataset
     from vaegan.hub import HubError, push_model_dir
     from vaegan.networks import validate_config
-    from vaegan.trainer import Trainer, TrainingError, validate_train_config
+    from vaegan.trainer import Trainer, TrainingError, make_accelerator, validate_train_config
 
     try:
         validate_config(model_config)
         validate_train_config(train_config)
         resolve_out_dir(train_config)
         check_writable(train_config.out_dir)
-        data_dir = train_config.data_dir or download_kaggle()
-        data = load_dataset(
-            data_dir,
-            image_size=model_config.image_size,
-            channels=model_config.channels,
-            seed=train_config.seed,
-            val_fraction=train_config.val_fraction,
-            test_fraction=train_config.test_fraction,
-            cache_dir=train_config.cache_dir,
-            num_workers=train_config.num_workers,
-        )
-        trainer = Trainer(train_config, model_config, data)
+        accelerator = make_accelerator(train_config)
+        with accelerator.main_process_first():  # under `accelerate launch`: one process downloads and caches, then the others read
+            data_dir = train_config.data_dir or download_kaggle()
+            data = load_dataset(
+                data_dir,
+                image_size=model_config.image_size,
+                channels=model_config.channels,
+                seed=train_config.seed,
+                val_fraction=train_config.val_fraction,
+                test_fraction=train_config.test_fraction,
+                cache_dir=train_config.cache_dir,
+                num_workers=train_config.num_workers,
+            )
+        trainer = Trainer(train_config, model_config, data, accelerator)
         model_dir = trainer.fit()
         if not trainer.accelerator.is_main_process:  # under `accelerate launch`, the main process reports and pushes
             return 0

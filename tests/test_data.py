@@ -90,6 +90,27 @@ def test_damaged_cache_is_rebuilt_not_used(eye_folder, caplog):
     assert torch.equal(again.images, first.images)
 
 
+def test_two_processes_building_one_cache_at_once_both_succeed(eye_folder, monkeypatch):
+    """Two runs (or two `accelerate launch` ranks) on one cold cache: both writers meet mid-write, neither fails."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    both_writing = threading.Barrier(2)
+    real_save = data.save_file
+
+    def save_when_both_are_writing(tensors, path):
+        both_writing.wait(timeout=30)  # the two writes overlap, every time
+        real_save(tensors, path)
+
+    monkeypatch.setattr(data, "save_file", save_when_both_are_writing)
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: load_dataset(eye_folder, image_size=32), range(2))
+    assert torch.equal(first.images, second.images)
+    monkeypatch.setattr(data, "save_file", real_save)
+    assert torch.equal(load_dataset(eye_folder, image_size=32).images, first.images)  # the cache is whole
+    assert [p.suffix for p in sorted(data.default_cache_dir().iterdir())] == [".json", ".safetensors"]  # no temp files left
+
+
 def test_bad_files_are_skipped_and_counted(eye_folder, caplog):
     folder = eye_folder / "train" / "open"
     (folder / "zero.jpg").write_bytes(b"")

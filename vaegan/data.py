@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import re
+import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -230,13 +231,26 @@ def load_dataset(
     splits = assign_splits(items, seed, val_fraction, test_fraction)
     tensors, paths = _build(root, items, splits, image_size, channels, num_workers)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    temporary = cache_file.with_suffix(".tmp")
-    save_file(tensors, temporary)
-    with open(cache_file.with_suffix(".json"), "w") as handle:
-        json.dump({"root": str(root.resolve()), "paths": paths}, handle)
-    os.replace(temporary, cache_file)  # the cache appears whole or not at all
+    # temp files named per writer, renamed into place: the cache appears whole or not at all, also when
+    # two processes build it at once (two runs on one folder); the path list goes first, the images last
+    listing, temporary = _unique_temporary(cache_file), _unique_temporary(cache_file)
+    try:
+        listing.write_text(json.dumps({"root": str(root.resolve()), "paths": paths}))
+        os.replace(listing, cache_file.with_suffix(".json"))
+        save_file(tensors, str(temporary))
+        os.replace(temporary, cache_file)
+    finally:  # a failed write (a full disk, say) leaves no temp files behind
+        listing.unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
     logger.info("cached %d images in %s", len(paths), cache_file)
     return _as_eye_data(tensors, paths, root)
+
+
+def _unique_temporary(path: Path) -> Path:
+    """An empty temp file beside path, unique to this writer."""
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    os.close(descriptor)
+    return Path(name)
 
 
 def _build(root, items, splits, image_size, channels, num_workers):

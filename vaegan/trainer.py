@@ -82,12 +82,12 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
 class Trainer:
     """Trains a VAEGAN (and its discriminator) on an EyeData set, writing everything under out_dir."""
 
-    def __init__(self, config: TrainConfig, model_config: ModelConfig, data: EyeData):
+    def __init__(self, config: TrainConfig, model_config: ModelConfig, data: EyeData, accelerator: Accelerator | None = None):
         validate_train_config(config)
         self.config = config
         self.model_config = model_config
         self.out_dir = Path(config.out_dir)
-        self.accelerator = make_accelerator(config)
+        self.accelerator = accelerator or make_accelerator(config)
         self.device = self.accelerator.device
         torch.manual_seed(config.seed)
         self.train_data = data.subset("train")
