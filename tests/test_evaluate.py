@@ -22,12 +22,14 @@ from vaegan.evaluate import (
     active_units,
     evaluate,
     knn_accuracy_2d,
+    laplacian_variance,
     main,
     map_coordinates,
     probe_scores,
     reconstruction_scores,
     sample_quality,
     select_split,
+    sharpness_ratio,
 )
 from vaegan.eye_features import (
     FEATURE_FORMAT,
@@ -226,6 +228,26 @@ def test_psnr_matches_its_definition():
     torch.testing.assert_close(scores["psnr"], torch.full((2,), 20.0))
 
 
+def test_sharpness_ratio_is_one_for_the_same_images_below_for_blur_above_for_noise():
+    x = to_float(make_data(32).images)
+    blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    noisy = (x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)  # the fixtures carry some noise already
+    grid = x.clone()
+    grid[:, :, ::2, ::2] += 0.3  # a 2x2 checkerboard, the texture of a sub-pixel decoder gone wrong
+    assert sharpness_ratio(x, x.clone()) == pytest.approx(1.0)
+    assert sharpness_ratio(blurred, x) < 0.5
+    assert sharpness_ratio(noisy, x) > 1.5
+    assert sharpness_ratio(grid, x) > 1.5  # (on [0, 1], +0.15 on one pixel in four)
+    assert laplacian_variance(torch.zeros(3, 1, 8, 8)).tolist() == [0.0, 0.0, 0.0]  # a flat image has no detail
+
+
+def test_laplacian_variance_matches_a_hand_computed_case():
+    x = torch.full((1, 1, 5, 5), -1.0)
+    x[0, 0, 2, 2] = 1.0  # one white pixel on black: in [0, 1], the valid 3x3 response is [[0, 1, 0], [1, -4, 1], [0, 1, 0]]
+    values = torch.tensor([0.0, 1, 0, 1, -4, 1, 0, 1, 0])
+    torch.testing.assert_close(laplacian_variance(x), values.var().view(1))
+
+
 def test_active_units_counts_only_varying_dims():
     rng = np.random.default_rng(0)
     mu = np.concatenate(
@@ -306,6 +328,23 @@ def test_identity_reconstruction_scores_perfectly(data, features):
     assert metrics["knn_accuracy"] >= 0.9
     assert metrics["eval_images"] == 32 and metrics["prior_samples"] == 32
     assert metrics["active_units"] > 0
+    assert metrics["recon_sharpness"] == pytest.approx(1.0)
+    assert metrics["recon_frechet_distance"] == pytest.approx(0.0, abs=1e-3)
+    assert metrics["sample_sharpness"] > 5  # the identity's "prior samples" are pixel noise
+    # the map's open direction is zero here: nothing moves, so only the eyes the CNN misreads count as flipped
+    assert metrics["edit_flip"] == pytest.approx(1 - metrics["feature_cnn_accuracy"])
+
+
+def test_edit_flip_reads_eyes_moved_along_the_class_mean_difference(data, features):
+    model = IdentityAutoencoder()
+    train = data.subset("train")
+    pixels, labels = to_float(train.images).flatten(1).numpy(), train.labels.numpy()
+    latent_map = pca_map(pixels, labels)
+    latent_map.open_direction = pixels[labels == 1].mean(0) - pixels[labels == 0].mean(0)  # closed mean -> open mean, in pixels
+    moved = evaluate(model, data, features, latent_map)
+    assert moved["edit_flip"] >= 0.75  # an open eye minus the open-closed difference looks closed, and back
+    latent_map.open_direction = -latent_map.open_direction  # the wrong way: open eyes pushed further open
+    assert evaluate(model, data, features, latent_map)["edit_flip"] <= 0.1
 
 
 def test_probe_is_fitted_on_a_capped_seeded_subset_of_a_large_train_split(data, features, monkeypatch):
@@ -329,6 +368,8 @@ def test_constant_decoder_loses_structure_and_labels(data, features):
     latent_map = pca_map(to_float(train.images).flatten(1).numpy(), train.labels.numpy())
     metrics = evaluate(ConstantDecoder(), data, features, latent_map, num_samples=40)
     assert metrics["recon_ssim"] < 0.3
+    assert metrics["recon_sharpness"] == 0.0 and metrics["sample_sharpness"] == 0.0  # flat grey: no detail at all
+    assert metrics["recon_frechet_distance"] > 1.0
     assert metrics["label_preservation"] == 0.5  # one prediction for every eye of a balanced set
     assert metrics["prior_samples"] == 40
 
@@ -346,6 +387,7 @@ def test_evaluate_a_tiny_vaegan_is_complete_and_deterministic(data, features):
     expected = {
         "recon_mse", "recon_psnr", "recon_ssim", "frechet_distance", "kid", "probe_accuracy",
         "probe_balanced_accuracy", "knn_accuracy", "active_units", "label_preservation", "feature_cnn_accuracy",
+        "recon_sharpness", "sample_sharpness", "recon_frechet_distance", "edit_flip",
     }
     assert expected <= set(first)
     assert all(math.isfinite(value) for value in first.values())

@@ -15,6 +15,7 @@ class ModelConfig:
     base_channels: int = 32  # width of the first conv layer; doubles at each stride-2 step
     max_channels: int = 256
     model_type: str = "vaegan"  # "vaegan" or "vae" (the plain-VAE baseline: no discriminator)
+    final_upsample: str = "subpixel"  # last 2x upsampling of the decoder: "nearest" (+ 3x3 conv) or "subpixel"
 
 
 @dataclass
@@ -41,7 +42,9 @@ class TrainConfig:
     pixel_weight: float = 1.0
     feature_weight: float = 1.0  # Larsen et al.'s learned similarity in discriminator features
     gan_weight: float = 2.0
+    gan_reconstructions: bool = True  # the decoder's GAN term also scores reconstructions (Larsen et al. eq. 10), not only prior samples
     warmup_epochs: float = 1.0  # VAE-only epochs before the discriminator's terms switch on
+    ema_decay: float = 0.999  # exponential moving average of the encoder / decoder weights, exported and sampled (0 = off)
     hflip: bool = True  # random horizontal flips (a left eye mirrored is a right eye)
     # data
     val_fraction: float = 0.1  # seeded split where the folder has no train/val/test folders

@@ -58,6 +58,23 @@ def reconstruction_scores(x: torch.Tensor, x_rec: torch.Tensor) -> dict[str, tor
     return {"mse": mse, "psnr": psnr, "ssim": ssim}
 
 
+def laplacian_variance(x: torch.Tensor) -> torch.Tensor:
+    """Per-image variance of the 3x3 Laplacian response (B,), of float images in [-1, 1] measured on [0, 1]: fine detail.
+
+    The variance-of-Laplacian focus measure (Pech-Pacheco et al. 2000): blur lowers it, noise and
+    grid artefacts raise it. Channels are averaged first.
+    """
+    gray = (x.float().mean(1, keepdim=True) + 1) / 2  # (B, 1, H, W)
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=x.device).view(1, 1, 3, 3)
+    response = torch.nn.functional.conv2d(gray, kernel)  # (B, 1, H-2, W-2): valid part only, no border effect
+    return response.flatten(1).var(dim=1)
+
+
+def sharpness_ratio(x: torch.Tensor, reference: torch.Tensor) -> float:
+    """Mean Laplacian variance of `x` over that of `reference`: 1 = as much fine detail, < 1 blurrier, > 1 noisier."""
+    return (laplacian_variance(x).mean() / laplacian_variance(reference).mean().clamp_min(1e-12)).item()
+
+
 def active_units(mu: np.ndarray | torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:
     """Latent dims whose posterior mean varies across inputs: Var_x(mu_u) > threshold (Burda et al. 2016)."""
     mu = torch.as_tensor(np.asarray(mu), dtype=torch.float64)
@@ -118,7 +135,9 @@ def map_coordinates(
 
     index = np.random.default_rng(seed).permutation(len(mu_train))[:5000]
     reducer = umap.UMAP(n_neighbors=min(15, len(index) - 1), min_dist=0.1, random_state=seed)
-    xy_train = reducer.fit_transform(mu_train[index])
+    with warnings.catch_warnings():  # a seeded UMAP runs single-threaded, and says so on every call
+        warnings.filterwarnings("ignore", message="n_jobs value .* overridden")
+        xy_train = reducer.fit_transform(mu_train[index])
     return xy_train, y_train[index], reducer.transform(mu_test)
 
 
@@ -206,18 +225,21 @@ def evaluate(
     started = time.perf_counter()
 
     # 1. held-out pass: latents, reconstructions of mu, eye-CNN features and predictions (one CNN pass per image)
-    sums = {"mse": 0.0, "psnr": 0.0, "ssim": 0.0}
-    mu_chunks, features_real, predicted_real, predicted_rec = [], [], [], []
+    sums = {"mse": 0.0, "psnr": 0.0, "ssim": 0.0, "detail_real": 0.0, "detail_rec": 0.0, "detail_sample": 0.0}
+    mu_chunks, features_real, features_rec, predicted_real, predicted_rec = [], [], [], [], []
     for batch in test.images.split(batch_size):
         x = to_float(batch.to(device))  # (B, C, H, W)
         mu, _ = model.encode(x)
         x_rec = model.decode(mu).float().clamp(-1, 1)
         for name, values in reconstruction_scores(x, x_rec).items():
             sums[name] += values.sum().item()
+        sums["detail_real"] += laplacian_variance(x).sum().item()
+        sums["detail_rec"] += laplacian_variance(x_rec).sum().item()
         mu_chunks.append(mu.float().cpu())
         features_real.append(features(x))
+        features_rec.append(features(x_rec))
         predicted_real.append(features.head(features_real[-1]).argmax(1).cpu())
-        predicted_rec.append(predict_labels(features, x_rec).cpu())
+        predicted_rec.append(features.head(features_rec[-1]).argmax(1).cpu())
     mu_test = torch.cat(mu_chunks).numpy()
     y_test = test.labels.numpy()
     n = len(test)
@@ -225,11 +247,15 @@ def evaluate(
     # 2. prior samples, from an explicit generator so every run draws the same z
     num_samples = num_samples or n
     generator = torch.Generator(device=device).manual_seed(seed)
-    features_fake = [
-        features(model.sample(len(chunk), generator=generator).float().clamp(-1, 1))
-        for chunk in torch.arange(num_samples).split(batch_size)
-    ]
-    quality = feature_distances(torch.cat(features_real), torch.cat(features_fake), seed=seed)
+    features_fake = []
+    for chunk in torch.arange(num_samples).split(batch_size):
+        samples = model.sample(len(chunk), generator=generator).float().clamp(-1, 1)
+        sums["detail_sample"] += laplacian_variance(samples).sum().item()
+        features_fake.append(features(samples))
+    features_real = torch.cat(features_real)
+    quality = feature_distances(features_real, torch.cat(features_fake), seed=seed)
+    recon_frechet = feature_distances(features_real, torch.cat(features_rec), seed=seed)["frechet_distance"]
+    detail_real = max(sums["detail_real"] / n, 1e-12)
 
     # 3. latent structure: linear probe on mu (train -> held-out), kNN on the 2-D map, active units
     train = data.subset("train")
@@ -248,11 +274,27 @@ def evaluate(
     else:
         knn = math.nan
 
+    # 4. the page's slider: each eye moved one class-mean difference toward the other state, read by the eye CNN
+    if latent_map is not None and latent_map.open_direction.shape[0] == mu_test.shape[1]:
+        direction = torch.as_tensor(latent_map.open_direction, dtype=torch.float32)
+    elif len(np.unique(y_train)) == 2:
+        direction = torch.as_tensor(mu_train[y_train == 1].mean(0) - mu_train[y_train == 0].mean(0), dtype=torch.float32)
+    else:
+        direction = None
     labels = test.labels
+    edit_flip = math.nan
+    if direction is not None:
+        moved = torch.as_tensor(mu_test) + torch.where(labels == 1, -1.0, 1.0)[:, None] * direction  # open -> closed, closed -> open
+        edited = torch.cat([model.decode(z.to(device)).float().clamp(-1, 1) for z in moved.split(batch_size)])
+        edit_flip = (predict_labels(features, edited).cpu() == 1 - labels).float().mean().item()
+
     metrics = {
         "recon_mse": sums["mse"] / n,
         "recon_psnr": sums["psnr"] / n,
         "recon_ssim": sums["ssim"] / n,
+        "recon_sharpness": sums["detail_rec"] / n / detail_real,
+        "sample_sharpness": sums["detail_sample"] / num_samples / detail_real,
+        "recon_frechet_distance": max(0.0, recon_frechet),
         **quality,
         "probe_accuracy": probe_accuracy,
         "probe_balanced_accuracy": probe_balanced,
@@ -260,6 +302,7 @@ def evaluate(
         "active_units": active_units(mu_test),
         "latent_dim": mu_test.shape[1],
         "label_preservation": (torch.cat(predicted_rec) == labels).float().mean().item(),
+        "edit_flip": edit_flip,
         "feature_cnn_accuracy": (torch.cat(predicted_real) == labels).float().mean().item(),
         "eval_images": n,
         "prior_samples": num_samples,

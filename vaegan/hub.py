@@ -35,13 +35,17 @@ CARD_METRICS = [
     ("recon_psnr", "reconstruction PSNR (dB)"),
     ("recon_ssim", "reconstruction SSIM"),
     ("recon_mse", "reconstruction MSE"),
+    ("recon_sharpness", "fine detail of reconstructions (Laplacian variance / real's; 1 = as sharp as real)"),
+    ("recon_frechet_distance", "Frechet distance, reconstructions vs real (eye-feature CNN)"),
     ("frechet_distance", "Frechet distance, prior samples vs real (eye-feature CNN)"),
+    ("sample_sharpness", "fine detail of prior samples (Laplacian variance / real's; > 1 = noisier)"),
     ("kid", "KID, prior samples vs real (eye-feature CNN)"),
     ("probe_accuracy", "open / closed linear probe accuracy on mu"),
     ("probe_balanced_accuracy", "probe balanced accuracy"),
     ("knn_accuracy", "kNN accuracy on the 2-D map"),
     ("active_units", "active latent units"),
     ("label_preservation", "label preservation of reconstructions"),
+    ("edit_flip", "open <-> closed edit: eyes moved one class-mean difference read as the other state"),
     ("val_mse", "held-out reconstruction MSE (training log)"),
 ]
 

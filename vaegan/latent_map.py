@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +120,9 @@ def build_latent_map(
     neighbours = min(15, len(y) - 1)
     logger.info("fitting UMAP on %d latents", len(y))
     reducer = umap.UMAP(n_neighbors=max(2, neighbours), min_dist=0.1, random_state=seed, init="spectral" if len(y) > 50 else "random")
-    xy = reducer.fit_transform(mu).astype(np.float32)
+    with warnings.catch_warnings():  # a seeded UMAP runs single-threaded, and says so on every call
+        warnings.filterwarnings("ignore", message="n_jobs value .* overridden")
+        xy = reducer.fit_transform(mu).astype(np.float32)
     probe = LogisticRegression(max_iter=2000, C=1.0).fit(mu, y)
     direction = mu[y == 1].mean(0) - mu[y == 0].mean(0)
     return LatentMap(

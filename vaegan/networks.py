@@ -34,6 +34,8 @@ def validate_config(config: ModelConfig) -> None:
             raise ValueError(f"{name} must be an integer from 4 to 1024, got {value!r}")
     if config.model_type not in ("vaegan", "vae"):
         raise ValueError(f"model_type must be 'vaegan' or 'vae', got {config.model_type!r}")
+    if config.final_upsample not in ("nearest", "subpixel"):
+        raise ValueError(f"final_upsample must be 'nearest' or 'subpixel', got {config.final_upsample!r}")
 
 
 def _widths(config: ModelConfig) -> list[int]:
@@ -94,7 +96,11 @@ class Decoder(nn.Module):
             layers += [_subpixel_conv(width_in, width_out), _norm(width_out), nn.SiLU()]
         last = widths[-1]
         layers += [nn.Conv2d(last, last, 3, 1, 1), _norm(last), nn.SiLU()]  # refine before the last upsampling
-        layers += [_subpixel_conv(last, config.channels), nn.Tanh()]
+        if config.final_upsample == "subpixel":
+            layers += [_subpixel_conv(last, config.channels)]
+        else:  # each output pixel from one shared 3x3 filter: no 2x2 sub-pixel pattern in what the eye sees
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(last, config.channels, 3, 1, 1)]
+        layers += [nn.Tanh()]
         self.body = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -155,17 +161,19 @@ class VAEGAN(
 
     def forward(
         self, x: torch.Tensor, z_prior: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Training pass: x_rec (through a reparameterised z), mu, logvar, and decode(z_prior) if given.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Training pass: x_rec, mu, logvar, the reparameterised z it was decoded from, and decode(z_prior) if given.
 
         Reconstructions and prior samples go through the decoder as one batch.
         """
         mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation trick
+        # reparameterisation trick, in fp32 under autocast too: then the z returned is the z decoded (Accelerate
+        # copies bf16 outputs to fp32), and the trainer can take gradients with respect to it
+        z = mu.float() + torch.randn_like(mu, dtype=torch.float32) * (0.5 * logvar.float()).exp()
         if z_prior is None:
-            return self.decode(z), mu, logvar, None
+            return self.decode(z), mu, logvar, z, None
         x_rec, x_prior = self.decode(torch.cat([z, z_prior])).split([len(z), len(z_prior)])
-        return x_rec, mu, logvar, x_prior
+        return x_rec, mu, logvar, z, x_prior
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

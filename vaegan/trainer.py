@@ -2,13 +2,15 @@
 
 Gradient routing follows Larsen et al. 2016: the encoder learns from KL + reconstruction
 (pixels and discriminator features), never from the GAN term; the decoder also gets the
-non-saturating GAN term on prior samples; the discriminator sees real images,
-reconstructions and prior samples. All losses are computed from one forward pass before
+non-saturating GAN term on prior samples and on reconstructions; the discriminator sees
+real images, reconstructions and prior samples. An EMA copy of the encoder / decoder is
+what gets sampled, validated and exported. All losses are computed from one forward pass before
 any optimiser steps, and each backward writes only into its own parameters.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -61,7 +63,7 @@ def validate_train_config(config: TrainConfig) -> None:
         value = getattr(config, name)
         if not math.isfinite(value) or value < 0:  # 0 is allowed: a zero learning rate freezes that network
             raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
-    for name in ("beta1", "beta2"):
+    for name in ("beta1", "beta2", "ema_decay"):
         if not 0 <= getattr(config, name) < 1:
             raise ValueError(f"{name} must be in [0, 1), got {getattr(config, name)!r}")
     if not (0 <= config.val_fraction < 1 and 0 <= config.test_fraction < 1 and config.val_fraction + config.test_fraction < 1):
@@ -104,6 +106,12 @@ class Trainer:
             self.total_steps = min(self.total_steps, config.max_steps)
         self.warmup_steps = int(config.warmup_epochs * self.steps_per_epoch)
         self.adversarial = model_config.model_type == "vaegan"
+        if self.adversarial and self.warmup_steps >= self.total_steps:
+            logger.warning(
+                "the run (%d steps) ends within the VAE-only warm-up (%d steps, --warmup-epochs %g): the GAN terms never switch on, "
+                "so this trains a plain VAE; lower --warmup-epochs or train longer",
+                self.total_steps, self.warmup_steps, config.warmup_epochs,
+            )
 
         on_gpu = self.device.type == "cuda"
         if on_gpu:
@@ -130,6 +138,10 @@ class Trainer:
             self.discriminate = torch.compile(self.discriminator) if self.adversarial else None
         else:
             self.forward, self.discriminate = self.model, self.discriminator
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        self.ema = copy.deepcopy(unwrapped).eval().requires_grad_(False) if config.ema_decay > 0 else None
+        if self.ema is not None:
+            self._ema_params, self._model_params = list(self.ema.parameters()), list(unwrapped.parameters())
         images = self.train_data.images  # uint8: the 140k Kaggle crops at 64x64 are 0.6 GB
         fits = not on_gpu or images.nbytes < 0.25 * torch.cuda.mem_get_info(self.device)[0]
         self.images = images.to(self.device) if fits else images.pin_memory()  # on the device once, when it fits
@@ -144,10 +156,10 @@ class Trainer:
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """One optimisation step on a float batch in [-1, 1]; returns detached loss tensors (no host sync)."""
         cfg = self.config
-        gate = 1.0 if self.step >= self.warmup_steps else 0.0
+        adversarial = self.adversarial and self.step >= self.warmup_steps  # D's terms are off during the warm-up
         z_prior = torch.randn(len(x), self.model_config.latent_dim, device=x.device) if self.adversarial else None
         with self.accelerator.autocast():
-            x_rec, mu, logvar, x_prior = self.forward(x, z_prior)
+            x_rec, mu, logvar, z, x_prior = self.forward(x, z_prior)
             kl = losses.kl_divergence(mu.float(), logvar.float())
             pixel = losses.pixel_reconstruction(x_rec.float(), x)
             loss_model = cfg.pixel_weight * pixel + cfg.kl_weight * kl
@@ -158,17 +170,28 @@ class Trainer:
                 logit_real, logit_rec, logit_prior = logits.float().chunk(3)
                 features_real, features_rec, _ = features.float().chunk(3)
                 loss_disc = losses.discriminator_loss(logit_real, torch.cat([logit_rec, logit_prior]))
+                logs |= {
+                    "disc": loss_disc,
+                    "d_real": torch.sigmoid(logit_real).mean(),
+                    "d_rec": torch.sigmoid(logit_rec).mean(),
+                    "d_fake": torch.sigmoid(logit_prior).mean(),
+                }
+            if adversarial:
                 # 2. encoder + decoder: learned similarity in D's features, GAN term on prior samples
                 feature = losses.feature_reconstruction(features_rec, features_real) * x[0].numel()
                 gan = losses.generator_loss(logit_prior)
-                loss_model = loss_model + gate * (cfg.feature_weight * feature + cfg.gan_weight * gan)
-                logs |= {
-                    "feature": feature,
-                    "gan": gan,
-                    "disc": loss_disc,
-                    "d_real": torch.sigmoid(logit_real).mean(),
-                    "d_fake": torch.sigmoid(logit_prior).mean(),
-                }
+                loss_model = loss_model + cfg.feature_weight * feature + cfg.gan_weight * gan
+                logs |= {"feature": feature, "gan": gan}
+                if cfg.gan_reconstructions:
+                    # 3. the GAN term on reconstructions too (Larsen et al. eq. 10), for the decoder only: its share
+                    # of the gradient at z is taken out before it reaches the encoder. One backward per network
+                    # keeps DistributedDataParallel (which allows one per step) working.
+                    gan_rec = losses.generator_loss(logit_rec)
+                    (grad_rec,) = torch.autograd.grad(cfg.gan_weight * gan_rec, x_rec, retain_graph=True)
+                    (leak,) = torch.autograd.grad(x_rec, z, grad_rec, retain_graph=True)
+                    z.register_hook(lambda grad: grad - leak)
+                    loss_model = loss_model + cfg.gan_weight * gan_rec
+                    logs["gan_rec"] = gan_rec
         self.opt_model.zero_grad(set_to_none=True)
         if self.adversarial:
             self.opt_disc.zero_grad(set_to_none=True)
@@ -179,7 +202,20 @@ class Trainer:
         if self.adversarial:
             self.opt_disc.step()
         self.step += 1
+        self.update_ema()
         return {name: value.detach() for name, value in logs.items()}
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """Move the EMA weights toward the trained ones; the decay ramps up over the first steps (as in Karras et al.'s EMA warm-up)."""
+        if self.ema is None:
+            return
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        torch._foreach_lerp_(self._ema_params, self._model_params, 1.0 - decay)
+
+    def inference_model(self) -> VAEGAN:
+        """The weights that are sampled, validated and exported: the EMA copy when there is one."""
+        return self.ema if self.ema is not None else self.accelerator.unwrap_model(self.model)
 
     def batch(self, index: torch.Tensor) -> torch.Tensor:
         """Float batch for the given image indices, with random horizontal flips."""
@@ -268,7 +304,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self, limit: int = 1024) -> dict[str, float]:
         """Held-out reconstruction MSE and active latent units, in eval mode."""
-        model = self.accelerator.unwrap_model(self.model).eval()
+        model = self.inference_model().eval()
         x = to_float(self.val_data.images[:limit].to(self.device))
         mu, _ = model.encode(x)
         val_mse = (model.decode(mu) - x).pow(2).mean().item()
@@ -279,7 +315,7 @@ class Trainer:
     @torch.no_grad()
     def write_samples(self, epoch: int) -> None:
         """Prior samples (fixed z) and held-out reconstructions (pairs of real | reconstructed)."""
-        model = self.accelerator.unwrap_model(self.model).eval()
+        model = self.inference_model().eval()
         samples = model.decode(self.fixed_z).float()
         real = to_float(self.fixed_real.to(self.device))
         pairs = torch.stack([real, model.decode(model.encode(real)[0]).float()], dim=1).flatten(0, 1)  # (2B, C, H, W)
@@ -303,6 +339,8 @@ class Trainer:
         }
         if torch.cuda.is_available():
             state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         if self.adversarial:
             state["discriminator"] = self.accelerator.unwrap_model(self.discriminator).state_dict()
             state["opt_disc"] = self.opt_disc.state_dict()
@@ -340,6 +378,10 @@ class Trainer:
                 )
         self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
         self.opt_model.load_state_dict(state["opt_model"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise TrainingError(f"--resume: {path} has no EMA weights (made with --ema-decay 0); resume with --ema-decay 0")
+            self.ema.load_state_dict(state["ema"])
         if self.adversarial:
             self.accelerator.unwrap_model(self.discriminator).load_state_dict(state["discriminator"])
             self.opt_disc.load_state_dict(state["opt_disc"])
@@ -366,7 +408,7 @@ class Trainer:
     def export(self) -> Path:
         """Write the model dir: save_pretrained weights + config, latent map, card pictures, metrics, model card."""
         model_dir = self.out_dir / "model"
-        model = self.accelerator.unwrap_model(self.model).eval()
+        model = self.inference_model().eval()
         if self.accelerator.is_main_process:
             model.save_pretrained(model_dir)
             latent_map = build_latent_map(model, self.data.images, self.data.labels, self.config.map_size, self.config.seed)
