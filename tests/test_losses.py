@@ -31,3 +31,14 @@ def test_gan_losses_prefer_the_right_answer():
     assert losses.discriminator_loss(sure_real, sure_fake) < 1e-3
     assert losses.discriminator_loss(sure_fake, sure_real) > 10
     assert losses.generator_loss(sure_real) < 1e-3 < losses.generator_loss(sure_fake)
+
+
+def test_latent_label_loss_reads_unit_zero_only():
+    labels = torch.tensor([1, 0, 1, 0])
+    right = torch.zeros(4, 3)
+    right[:, 0] = torch.tensor([2.0, -2.0, 2.0, -2.0])  # unit 0 says open for the open eyes
+    wrong = -right
+    assert losses.latent_label_loss(right, labels) < 0.01 < 5 < losses.latent_label_loss(wrong, labels)
+    noise = torch.zeros(4, 3)
+    noise[:, 1:] = 100.0  # the other units carry no label
+    assert math.isclose(losses.latent_label_loss(noise, labels).item(), math.log(2), rel_tol=1e-6)

@@ -10,7 +10,7 @@ import torch
 import train
 from vaegan import VAEGAN, losses
 from vaegan.config import ModelConfig, TrainConfig
-from vaegan.data import load_dataset
+from vaegan.data import load_dataset, to_float
 from vaegan.latent_map import LatentMap
 from vaegan.trainer import CHECKPOINT_FILE, Trainer
 
@@ -293,3 +293,23 @@ def test_two_processes_share_the_epoch(eye_folder, tmp_path):
     assert state["step"] == 2 * (24 // (4 * 2)) and state["processes"] == 2
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert (out / "model" / "latent_map.safetensors").exists()
+
+
+def test_label_weight_lays_the_eye_state_along_latent_unit_zero(eye_folder):
+    """With --label-weight, a few steps make unit 0 of mu read open / closed on the training eyes; without, it does not."""
+
+    def unit_zero_accuracy(label_weight: float) -> float:
+        torch.manual_seed(0)
+        data = load_dataset(eye_folder, image_size=32)
+        config = TrainConfig(out_dir="unused", batch_size=8, device="cpu", label_weight=label_weight, lr=2e-3, ema_decay=0.0)
+        trainer = Trainer(config, ModelConfig(image_size=32, base_channels=8, latent_dim=8), data)
+        for step in range(30):
+            index = torch.randperm(len(trainer.train_data))[:8]
+            logs = trainer.train_step(trainer.batch(index), trainer.labels[index])
+        assert ("label" in logs) == (label_weight > 0)
+        with torch.no_grad():
+            mu = trainer.model.eval().encode(to_float(trainer.train_data.images))[0]
+        return ((mu[:, 0] > 0).long() == trainer.train_data.labels).float().mean().item()
+
+    assert unit_zero_accuracy(10.0) >= 0.9
+    assert unit_zero_accuracy(0.0) < 0.9

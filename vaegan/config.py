@@ -38,10 +38,12 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     # loss weights (see vaegan/losses.py)
-    kl_weight: float = 0.05  # weight of KL(q(z|x) || N(0, I)) against the per-image pixel SSE
-    pixel_weight: float = 1.0
+    kl_weight: float = 0.3  # weight of KL(q(z|x) || N(0, I)) against the per-image pixel SSE
+    pixel_weight: float = 0.25
     feature_weight: float = 1.0  # Larsen et al.'s learned similarity in discriminator features
     gan_weight: float = 2.0
+    label_weight: float = 10.0  # cross-entropy of open / closed read from latent unit 0 (semi-supervised; 0 = unsupervised)
+    feature_depth: int = 3  # discriminator block whose features give the learned similarity (Larsen et al.: 3; lower = finer detail)
     gan_reconstructions: bool = True  # the decoder's GAN term also scores reconstructions (Larsen et al. eq. 10), not only prior samples
     warmup_epochs: float = 1.0  # VAE-only epochs before the discriminator's terms switch on
     ema_decay: float = 0.999  # exponential moving average of the encoder / decoder weights, exported and sampled (0 = off)

@@ -41,6 +41,17 @@ def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> 
     return real + fake
 
 
+def latent_label_loss(mu: torch.Tensor, labels: torch.Tensor, scale: float = 4.0) -> torch.Tensor:
+    """Open / closed read from latent unit 0 as a logit, BCE: lays the eye state along one latent axis.
+
+    The semi-supervised VAE of Kingma et al. 2014 ("Semi-supervised learning with deep generative
+    models", M2) makes the label a latent; here, as in attribute-supervised autoencoders, one unit of
+    z is asked to carry it, so a slider along that unit opens and closes the eye. `scale` lets
+    mu = +-1/2 (well inside the prior) already read as confident.
+    """
+    return F.binary_cross_entropy_with_logits(scale * mu[:, 0].float(), labels.float())
+
+
 def generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     """Non-saturating generator loss, -log D(G(z)) (Goodfellow et al. 2014, section 3)."""
     return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))

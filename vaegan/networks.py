@@ -109,9 +109,9 @@ class Decoder(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """x -> (logit (B,), features (B, F)); the features after the third block are the learned similarity."""
+    """x -> (logit (B,), features (B, F)); the features after block `feature_depth` (Larsen et al.: the third) are the learned similarity."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, feature_depth: int = 3):
         super().__init__()
         widths = _widths(config)
         blocks = []
@@ -120,7 +120,7 @@ class Discriminator(nn.Module):
             conv = spectral_norm(nn.Conv2d(in_channels, width, 4, 2, 1))
             blocks.append(nn.Sequential(conv, nn.LeakyReLU(0.2)))
             in_channels = width
-        self.feature_depth = min(3, len(blocks))
+        self.feature_depth = min(feature_depth, len(blocks))
         self.blocks = nn.ModuleList(blocks)
         self.head = spectral_norm(nn.Linear(widths[-1] * 4 * 4, 1))
 

@@ -54,12 +54,12 @@ def validate_train_config(config: TrainConfig) -> None:
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}")
-    at_least = {"epochs": 1, "batch_size": 1, "log_every": 1, "sample_every": 1, "map_size": 10, "num_workers": 0}
+    at_least = {"epochs": 1, "batch_size": 1, "feature_depth": 1, "log_every": 1, "sample_every": 1, "map_size": 10, "num_workers": 0}
     at_least |= {"max_steps": 1} if config.max_steps is not None else {}
     for name, least in at_least.items():
         if getattr(config, name) < least:
             raise ValueError(f"{name} must be at least {least}, got {getattr(config, name)!r}")
-    for name in ("lr", "lr_discriminator", "kl_weight", "pixel_weight", "feature_weight", "gan_weight", "warmup_epochs"):
+    for name in ("lr", "lr_discriminator", "kl_weight", "label_weight", "pixel_weight", "feature_weight", "gan_weight", "warmup_epochs"):
         value = getattr(config, name)
         if not math.isfinite(value) or value < 0:  # 0 is allowed: a zero learning rate freezes that network
             raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
@@ -122,7 +122,7 @@ class Trainer:
         adam = dict(betas=(config.beta1, config.beta2), fused=on_gpu or None)
         opt_model = torch.optim.Adam(model.parameters(), lr=config.lr, **adam)
         if self.adversarial:
-            discriminator = Discriminator(model_config).to(memory_format=self.memory_format)
+            discriminator = Discriminator(model_config, config.feature_depth).to(memory_format=self.memory_format)
             opt_disc = torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator, **adam)
             self.model, self.discriminator, self.opt_model, self.opt_disc = self.accelerator.prepare(
                 model, discriminator, opt_model, opt_disc
@@ -145,6 +145,7 @@ class Trainer:
         images = self.train_data.images  # uint8: the 140k Kaggle crops at 64x64 are 0.6 GB
         fits = not on_gpu or images.nbytes < 0.25 * torch.cuda.mem_get_info(self.device)[0]
         self.images = images.to(self.device) if fits else images.pin_memory()  # on the device once, when it fits
+        self.labels = self.train_data.labels.to(self.images.device)
         self.step = 0
         self._last_total = 0.0  # the latest sum of logged losses: is the state worth a checkpoint?
         generator = torch.Generator().manual_seed(config.seed + 1)
@@ -153,8 +154,8 @@ class Trainer:
         self.fixed_real = self.val_data.images[fixed]
 
     # ------------------------------------------------------------------ one step
-    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One optimisation step on a float batch in [-1, 1]; returns detached loss tensors (no host sync)."""
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One optimisation step on a float batch in [-1, 1] (and its open / closed labels); returns detached loss tensors (no host sync)."""
         cfg = self.config
         adversarial = self.adversarial and self.step >= self.warmup_steps  # D's terms are off during the warm-up
         z_prior = torch.randn(len(x), self.model_config.latent_dim, device=x.device) if self.adversarial else None
@@ -164,6 +165,10 @@ class Trainer:
             pixel = losses.pixel_reconstruction(x_rec.float(), x)
             loss_model = cfg.pixel_weight * pixel + cfg.kl_weight * kl
             logs = {"pixel": pixel, "kl": kl}
+            if cfg.label_weight > 0 and labels is not None:
+                label = losses.latent_label_loss(mu, labels)
+                loss_model = loss_model + cfg.label_weight * label
+                logs["label"] = label
             if self.adversarial:
                 # 1. one discriminator pass over real, reconstructed and prior-sampled images
                 logits, features = self.discriminate(torch.cat([x, x_rec, x_prior]))
@@ -269,7 +274,8 @@ class Trainer:
         )
         for i in bar:
             start = (i * self.processes + self.accelerator.process_index) * self.batch_size
-            logs = self.train_step(self.batch(order[start : start + self.batch_size]))
+            index = order[start : start + self.batch_size]
+            logs = self.train_step(self.batch(index), self.labels[index].to(self.device, non_blocking=True))
             for name, value in logs.items():
                 sums[name] = sums.get(name, 0.0) + value
             if (i + 1 - first) % self.config.log_every == 0 or i + 1 == last:
