@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
+import re
 import sys
 import time
+import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -26,18 +29,28 @@ HELP = {
 }
 
 
+def field_comments(config_class: type) -> dict[str, str]:
+    """The comment after each field of a config dataclass (`name: type = default  # comment`), for --help."""
+    pattern = re.compile(r"^\s+(\w+):[^#]*#\s*(.+)$")
+    return {m.group(1): m.group(2) for m in map(pattern.match, inspect.getsource(config_class).splitlines()) if m}
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, ModelConfig, argparse.Namespace]:
-    """Flags named after the TrainConfig / ModelConfig fields, with the dataclass defaults."""
+    """Flags named after the TrainConfig / ModelConfig fields, with the dataclass defaults and comments as help."""
     parser = argparse.ArgumentParser(description=__doc__)
     for config_class in (TrainConfig, ModelConfig):
+        comments, types = field_comments(config_class), typing.get_type_hints(config_class)
         for field in fields(config_class):
             flags = ["--" + field.name.replace("_", "-")] + (["--model"] if field.name == "model_type" else [])
             default = field.default if field.default is not MISSING else None
-            kind = {"int": int, "float": float, "str": str}.get(str(field.type).split(" ")[0])
-            if field.type == "bool":
-                parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=HELP.get(field.name))
+            kind = next((t for t in typing.get_args(types[field.name]) if t is not type(None)), types[field.name])  # int | None -> int
+            text = (HELP.get(field.name) or comments.get(field.name, "")).replace("%", "%%")
+            if "default" not in text and kind is not bool:  # BooleanOptionalAction adds its own
+                text = f"{text} (default: %(default)s)".strip()
+            if kind is bool:
+                parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=text)
             else:
-                parser.add_argument(*flags, type=kind or str, default=default, help=HELP.get(field.name))
+                parser.add_argument(*flags, type=kind, default=default, help=text)
     parser.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
     parser.add_argument("--commit-message", default=None, help="with --push-to-hub: the Hub commit message")
     args = parser.parse_args(argv)

@@ -313,3 +313,21 @@ def test_label_weight_lays_the_eye_state_along_latent_unit_zero(eye_folder):
 
     assert unit_zero_accuracy(10.0) >= 0.9
     assert unit_zero_accuracy(0.0) < 0.9
+
+
+def test_every_flag_has_help_with_its_default(capsys):
+    """--help is made from the config dataclasses: each field a flag, with its comment and default, so they can't drift."""
+    from dataclasses import fields
+
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # unwrap argparse's line breaks
+    for config_class in (TrainConfig, ModelConfig):
+        comments = train.field_comments(config_class)
+        for field in fields(config_class):
+            assert field.name in comments or field.name in train.HELP, f"{field.name} has no help text"
+            assert f"--{field.name.replace('_', '-')}" in text
+    assert "passes over the training split (default: 20)" in text
+    assert "(default: 0.3)" in text  # --kl-weight
+    config, model_config, _ = train.parse_args(["--max-steps", "5", "--no-hflip", "--kl-weight", "0.5"])
+    assert (config.max_steps, config.hflip, config.kl_weight, model_config.latent_dim) == (5, False, 0.5, 64)

@@ -11,9 +11,9 @@ class ModelConfig:
 
     image_size: int = 64  # square images, a power of two from 16 to 256
     channels: int = 1  # 1 = grayscale, 3 = RGB
-    latent_dim: int = 64
+    latent_dim: int = 64  # size of z
     base_channels: int = 32  # width of the first conv layer; doubles at each stride-2 step
-    max_channels: int = 256
+    max_channels: int = 256  # cap on the width of the deepest layers
     model_type: str = "vaegan"  # "vaegan" or "vae" (the plain-VAE baseline: no discriminator)
     final_upsample: str = "subpixel"  # last 2x upsampling of the decoder: "nearest" (+ 3x3 conv) or "subpixel"
 
@@ -24,24 +24,24 @@ class TrainConfig:
 
     data_dir: str | None = None  # folder of eye crops; None downloads the Kaggle dataset
     out_dir: str | None = None  # default runs/<timestamp>
-    epochs: int = 20
-    batch_size: int = 64
+    epochs: int = 20  # passes over the training split
+    batch_size: int = 64  # images per optimiser step (per process)
     max_steps: int | None = None  # stop after this many optimiser steps (tiny runs, CI)
     resume: bool = False  # continue from out_dir/checkpoint
-    seed: int = 0
+    seed: int = 0  # data split, order, initialisation and prior draws
     device: str = "auto"  # auto / cpu / cuda
     mixed_precision: str = "auto"  # auto (bf16 where the GPU / CPU supports it) / no / bf16
     compile: bool = False  # torch.compile the networks (slow first steps, faster after on GPUs)
     # optimisation
-    lr: float = 2e-4
-    lr_discriminator: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    lr: float = 2e-4  # Adam learning rate of the encoder / decoder
+    lr_discriminator: float = 2e-4  # Adam learning rate of the discriminator
+    beta1: float = 0.5  # Adam beta1 (0.5, as in DCGAN)
+    beta2: float = 0.999  # Adam beta2
     # loss weights (see vaegan/losses.py)
     kl_weight: float = 0.3  # weight of KL(q(z|x) || N(0, I)) against the per-image pixel SSE
-    pixel_weight: float = 0.25
+    pixel_weight: float = 0.25  # weight of the per-image pixel SSE
     feature_weight: float = 1.0  # Larsen et al.'s learned similarity in discriminator features
-    gan_weight: float = 2.0
+    gan_weight: float = 2.0  # weight of the decoder's non-saturating GAN terms
     label_weight: float = 10.0  # cross-entropy of open / closed read from latent unit 0 (semi-supervised; 0 = unsupervised)
     feature_depth: int = 3  # discriminator block whose features give the learned similarity (Larsen et al.: 3; lower = finer detail)
     gan_reconstructions: bool = True  # the decoder's GAN term also scores reconstructions (Larsen et al. eq. 10), not only prior samples
@@ -50,8 +50,8 @@ class TrainConfig:
     hflip: bool = True  # random horizontal flips (a left eye mirrored is a right eye)
     # data
     val_fraction: float = 0.1  # seeded split where the folder has no train/val/test folders
-    test_fraction: float = 0.1
-    cache_dir: str | None = None  # default ~/.cache/vaegan
+    test_fraction: float = 0.1  # seeded test share where the folder has no split folders
+    cache_dir: str | None = None  # decoded-image cache (default ~/.cache/vaegan, or $VAEGAN_CACHE)
     num_workers: int = 0  # decoding processes for the cache (0 = all cores)
     # outputs
     map_size: int = 5000  # images in the latent map
