@@ -105,10 +105,10 @@ def test_interrupt_saves_a_checkpoint_to_resume_from(eye_folder, tmp_path, monke
     out = tmp_path / "run"
     original = Trainer.train_step
 
-    def interrupted(self, x):
+    def interrupted(self, x, labels=None):
         if self.step == 2:
             raise KeyboardInterrupt
-        return original(self, x)
+        return original(self, x, labels)
 
     monkeypatch.setattr(Trainer, "train_step", interrupted)
     assert run(eye_folder, out, "--epochs", "1") == 130
