@@ -67,16 +67,16 @@ class ReferenceLoop:
         x_rec = self.model.decode(mu + torch.randn_like(mu) * (0.5 * logvar).exp())
         x_prior = self.model.decode(torch.randn(len(x), self.latent_dim, device=self.device))
         # 1. discriminator on detached fakes
-        logit_real, features_real = self.disc(x)
-        logit_rec, _ = self.disc(x_rec.detach())
-        logit_prior, _ = self.disc(x_prior.detach())
+        logit_real, _, features_real = self.disc(x)
+        logit_rec, _, _ = self.disc(x_rec.detach())
+        logit_prior, _, _ = self.disc(x_prior.detach())
         loss_disc = losses.discriminator_loss(logit_real, torch.cat([logit_rec, logit_prior]))
         self.opt_disc.zero_grad()
         loss_disc.backward()
         self.opt_disc.step()
         # 2. encoder + decoder against the updated discriminator
-        _, features_rec = self.disc(x_rec)
-        logit_prior, _ = self.disc(x_prior)
+        _, _, features_rec = self.disc(x_rec)
+        logit_prior, _, _ = self.disc(x_prior)
         loss = (
             losses.pixel_reconstruction(x_rec, x)
             + 0.05 * losses.kl_divergence(mu, logvar)

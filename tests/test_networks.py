@@ -22,7 +22,7 @@ def test_shapes(image_size, channels):
     assert x_rec.shape == x.shape and x_rec.abs().max() <= 1
     x_rec, mu, logvar, z, x_prior = model(x, torch.randn(5, 8))
     assert x_rec.shape == x.shape and x_prior.shape == (5, channels, image_size, image_size)
-    logits, features = Discriminator(config)(x)
+    logits, states, features = Discriminator(config)(x)
     assert logits.shape == (3,) and features.ndim == 2 and features.shape[0] == 3
 
 

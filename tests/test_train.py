@@ -161,14 +161,15 @@ def test_without_data_dir_the_kaggle_dataset_is_downloaded(eye_folder, tmp_path,
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
 
 
-def _one_step(eye_folder, **weights):
+def _one_step(eye_folder, with_labels=False, **weights):
     torch.manual_seed(0)
     data = load_dataset(eye_folder, image_size=32)
     config = TrainConfig(out_dir="unused", batch_size=8, device="cpu", **({"warmup_epochs": 0} | weights))
     trainer = Trainer(config, ModelConfig(image_size=32, base_channels=8, latent_dim=8), data)
     before = {name: p.detach().clone() for name, p in trainer.discriminator.named_parameters()}
     torch.manual_seed(1)
-    trainer.step_logs = trainer.train_step(trainer.batch(torch.arange(8)))
+    labels = trainer.labels[:8] if with_labels else None
+    trainer.step_logs = trainer.train_step(trainer.batch(torch.arange(8)), labels)
     return trainer, before
 
 
@@ -196,6 +197,23 @@ def test_gradient_routing(eye_folder):
     dec = [_gradients(t.model.decoder) for t in (quiet, rec_gan, no_rec_gan)]
     assert any(not torch.allclose(dec[1][n], dec[2][n], rtol=0.05) for n in dec[1])
     assert any(not torch.allclose(dec[0][n], dec[1][n], rtol=0.05) for n in dec[0])
+
+
+def test_state_term_teaches_d_the_labels_and_the_decoder_latent_unit_0(eye_folder):
+    """AC-GAN term: D's state head learns from real labels; the decoder (never the encoder) learns to show unit 0's state."""
+    off, _ = _one_step(eye_folder, with_labels=True, state_weight=0.0)
+    on, _ = _one_step(eye_folder, with_labels=True, state_weight=100.0)
+    assert "state_gen" in on.step_logs and "state_disc" in on.step_logs and "state_gen" not in off.step_logs
+    for name, grad in _gradients(off.model.encoder).items():  # prior samples do not come from the encoder
+        torch.testing.assert_close(grad, _gradients(on.model.encoder)[name], rtol=0, atol=0, msg=name)
+    dec_off, dec_on = _gradients(off.model.decoder), _gradients(on.model.decoder)
+    assert any(not torch.allclose(dec_off[n], dec_on[n], rtol=0.05) for n in dec_off)
+    d_off, d_on = _gradients(off.discriminator), _gradients(on.discriminator)
+    assert any(not torch.allclose(d_off[n], d_on[n], rtol=0.05) for n in d_off)
+    # D's state term is on real eyes only: the same D gradients whatever the decoder-side weights
+    quiet, _ = _one_step(eye_folder, with_labels=True, state_weight=100.0, gan_weight=0.0, feature_weight=0.0, label_weight=0.0)
+    for name, grad in _gradients(quiet.discriminator).items():
+        torch.testing.assert_close(grad, d_on[name], rtol=0, atol=0, msg=name)
 
 
 def test_warmup_trains_a_plain_vae_first(eye_folder):

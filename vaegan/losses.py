@@ -41,7 +41,20 @@ def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> 
     return real + fake
 
 
-def latent_label_loss(mu: torch.Tensor, labels: torch.Tensor, scale: float = 4.0) -> torch.Tensor:
+LABEL_SCALE = 4.0  # latent unit 0 times this is the open / closed logit
+
+
+def latent_state(z: torch.Tensor, scale: float = LABEL_SCALE) -> torch.Tensor:
+    """P(open) that latent unit 0 encodes (the reading latent_label_loss trains)."""
+    return torch.sigmoid(scale * z[:, 0].float())
+
+
+def state_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Auxiliary-classifier term (Odena et al. 2017, AC-GAN): BCE of D's open / closed logit against a (soft) target."""
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def latent_label_loss(mu: torch.Tensor, labels: torch.Tensor, scale: float = LABEL_SCALE) -> torch.Tensor:
     """Open / closed read from latent unit 0 as a logit, BCE: lays the eye state along one latent axis.
 
     The semi-supervised VAE of Kingma et al. 2014 ("Semi-supervised learning with deep generative

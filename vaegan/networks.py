@@ -109,7 +109,12 @@ class Decoder(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """x -> (logit (B,), features (B, F)); the features after block `feature_depth` (Larsen et al.: the third) are the learned similarity."""
+    """x -> (logit (B,), state logit (B,), features (B, F)).
+
+    The first logit is real vs generated; the second reads open (1) vs closed (0) from the same
+    trunk, as in Odena et al.'s AC-GAN. The features after block `feature_depth` (Larsen et al.:
+    the third) are the learned similarity.
+    """
 
     def __init__(self, config: ModelConfig, feature_depth: int = 3):
         super().__init__()
@@ -122,16 +127,17 @@ class Discriminator(nn.Module):
             in_channels = width
         self.feature_depth = min(feature_depth, len(blocks))
         self.blocks = nn.ModuleList(blocks)
-        self.head = spectral_norm(nn.Linear(widths[-1] * 4 * 4, 1))
+        self.head = spectral_norm(nn.Linear(widths[-1] * 4 * 4, 2))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         features = x
         h = x
         for depth, block in enumerate(self.blocks, start=1):
             h = block(h)
             if depth == self.feature_depth:
                 features = h
-        return self.head(h.flatten(1)).squeeze(1), features.flatten(1)
+        logit, state = self.head(h.flatten(1)).unbind(1)
+        return logit, state, features.flatten(1)
 
 
 class VAEGAN(

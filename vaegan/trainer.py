@@ -59,7 +59,7 @@ def validate_train_config(config: TrainConfig) -> None:
     for name, least in at_least.items():
         if getattr(config, name) < least:
             raise ValueError(f"{name} must be at least {least}, got {getattr(config, name)!r}")
-    for name in ("lr", "lr_discriminator", "kl_weight", "label_weight", "pixel_weight", "feature_weight", "gan_weight", "warmup_epochs"):
+    for name in ("lr", "lr_discriminator", "kl_weight", "label_weight", "state_weight", "pixel_weight", "feature_weight", "gan_weight", "warmup_epochs"):
         value = getattr(config, name)
         if not math.isfinite(value) or value < 0:  # 0 is allowed: a zero learning rate freezes that network
             raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
@@ -171,10 +171,15 @@ class Trainer:
                 logs["label"] = label
             if self.adversarial:
                 # 1. one discriminator pass over real, reconstructed and prior-sampled images
-                logits, features = self.discriminate(torch.cat([x, x_rec, x_prior]))
+                logits, states, features = self.discriminate(torch.cat([x, x_rec, x_prior]))
                 logit_real, logit_rec, logit_prior = logits.float().chunk(3)
+                state_real, _, state_prior = states.float().chunk(3)
                 features_real, features_rec, _ = features.float().chunk(3)
                 loss_disc = losses.discriminator_loss(logit_real, torch.cat([logit_rec, logit_prior]))
+                if cfg.state_weight > 0 and labels is not None:
+                    state_disc = losses.state_loss(state_real, labels.float())
+                    loss_disc = loss_disc + cfg.state_weight * state_disc
+                    logs["state_disc"] = state_disc
                 logs |= {
                     "disc": loss_disc,
                     "d_real": torch.sigmoid(logit_real).mean(),
@@ -187,6 +192,12 @@ class Trainer:
                 gan = losses.generator_loss(logit_prior)
                 loss_model = loss_model + cfg.feature_weight * feature + cfg.gan_weight * gan
                 logs |= {"feature": feature, "gan": gan}
+                if cfg.state_weight > 0 and labels is not None:
+                    # 4. prior samples must show the state their latent unit 0 encodes (decoder only: z_prior
+                    # is not the encoder's), so moving along unit 0 opens and closes the eye
+                    state_gen = losses.state_loss(state_prior, losses.latent_state(z_prior))
+                    loss_model = loss_model + cfg.state_weight * state_gen
+                    logs["state_gen"] = state_gen
                 if cfg.gan_reconstructions:
                     # 3. the GAN term on reconstructions too (Larsen et al. eq. 10), for the decoder only: its share
                     # of the gradient at z is taken out before it reaches the encoder. One backward per network
