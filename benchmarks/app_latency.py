@@ -2,10 +2,13 @@
 
     python benchmarks/app_latency.py [--model DIR] [--clicks 200] [--browser-clicks 20] [--map-points 100000]
     python benchmarks/app_latency.py --load [--model DIR] [--clients 20] [--seconds 60] [--client http]
+    python benchmarks/app_latency.py --soak [--clients 20] [--seconds 1800] [--plot benchmarks/results/app_soak.svg]
 
 Needs Debian's chromium for the browser rows (`apt-get install -y chromium`); prints a Markdown table.
 `--load` instead starts `app.py` on localhost and has many API clients (gradio_client) click random map points
 through the `/decode_point` endpoint at once: clicks answered, errors, latency, the server's memory.
+`--soak` is `--load` for 30 minutes, sampling the server's RSS every 30 s, with a plot and the
+first-vs-last latency and RSS-flatness rows.
 """
 
 from __future__ import annotations
@@ -196,11 +199,14 @@ def browser_rows(model, latent_map, big_map, clicks: int) -> dict[str, float | l
     return results
 
 
-def gradio_client_users(url: str, n_points: int, clients: int, stop: float) -> list[tuple[list[float], list[str]]]:
-    """Each user a `gradio_client.Client` in its own thread, clicking until `stop`: (latencies ms, errors) per user."""
+Clicks = list[tuple[float, float]]  # (time.monotonic() when answered, latency ms) per click
+
+
+def gradio_client_users(url: str, n_points: int, clients: int, stop: float) -> list[tuple[Clicks, list[str]]]:
+    """Each user a `gradio_client.Client` in its own thread, clicking until `stop`: (clicks, errors) per user."""
     from gradio_client import Client
 
-    def user(k: int, client: Client) -> tuple[list[float], list[str]]:
+    def user(k: int, client: Client) -> tuple[Clicks, list[str]]:
         rng = np.random.default_rng(k)
         latencies, errors = [], []
         while time.monotonic() < stop:
@@ -214,7 +220,7 @@ def gradio_client_users(url: str, n_points: int, clients: int, stop: float) -> l
             except Exception as error:  # noqa: BLE001 - counted and shown, the load goes on
                 errors.append(f"#{index}: {error!r}"[:200])
             else:
-                latencies.append(1000 * (time.perf_counter() - start))
+                latencies.append((time.monotonic(), 1000 * (time.perf_counter() - start)))
         return latencies, errors
 
     with tempfile.TemporaryDirectory() as downloads, ThreadPoolExecutor(clients) as pool:
@@ -224,7 +230,7 @@ def gradio_client_users(url: str, n_points: int, clients: int, stop: float) -> l
     return results
 
 
-def http_users(url: str, n_points: int, clients: int, stop: float) -> list[tuple[list[float], list[str]]]:
+def http_users(url: str, n_points: int, clients: int, stop: float) -> list[tuple[Clicks, list[str]]]:
     """Each user an asyncio task on Gradio's REST API (`POST /gradio_api/call/decode_point`, then its event stream,
     then the PNG), as `curl` or a thin client would: a load generator that costs far less CPU than gradio_client."""
     import asyncio
@@ -252,7 +258,7 @@ def http_users(url: str, n_points: int, clients: int, stop: float) -> list[tuple
         if point["index"] != index or not png.content.startswith(b"\x89PNG"):
             raise ValueError(f"wrong answer for #{index}: {point}")
 
-    async def user(k: int, http: httpx.AsyncClient) -> tuple[list[float], list[str]]:
+    async def user(k: int, http: httpx.AsyncClient) -> tuple[Clicks, list[str]]:
         rng = np.random.default_rng(k)
         latencies, errors = [], []
         while time.monotonic() < stop:
@@ -263,18 +269,23 @@ def http_users(url: str, n_points: int, clients: int, stop: float) -> list[tuple
             except Exception as error:  # noqa: BLE001 - counted and shown, the load goes on
                 errors.append(f"#{index}: {error!r}"[:200])
             else:
-                latencies.append(1000 * (time.perf_counter() - start))
+                latencies.append((time.monotonic(), 1000 * (time.perf_counter() - start)))
         return latencies, errors
 
-    async def run() -> list[tuple[list[float], list[str]]]:
+    async def run() -> list[tuple[Clicks, list[str]]]:
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=4 * clients)) as http:
             return await asyncio.gather(*(user(k, http) for k in range(clients)))
 
     return asyncio.run(run())
 
 
-def load_rows(model: str, n_points: int, clients: int, seconds: float, client: str) -> list[tuple[str, str]]:
-    """Many users clicking random map points through `/decode_point` at once, against `app.py` on localhost."""
+def load_rows(model: str, n_points: int, clients: int, seconds: float, client: str, rss_every: float = 1.0,
+              plot: Path | None = None) -> list[tuple[str, str]]:
+    """Many users clicking random map points through `/decode_point` at once, against `app.py` on localhost.
+
+    The server's RSS is sampled every `rss_every` seconds. Over a long run (a soak) the rows also compare the
+    first and the last sixth of the run (5 of 30 minutes): p95 latency, and how flat RSS stays over the last half.
+    """
     import psutil
 
     process, url = start_app(model)
@@ -282,36 +293,86 @@ def load_rows(model: str, n_points: int, clients: int, seconds: float, client: s
     users = gradio_client_users if client == "gradio_client" else http_users
     try:
         users(url, n_points, 1, time.monotonic() + 1)  # first-call costs (imports, caches) out of the start figures
-        rss = [server.memory_info().rss]
+        began = time.monotonic()
+        rss = [(began, server.memory_info().rss)]
         cpu = [sum(server.cpu_times()[:2]), sum(psutil.Process().cpu_times()[:2])]  # server, clients: user + system
         done = threading.Event()
 
         def watch_memory() -> None:
-            while not done.wait(1.0):
-                rss.append(server.memory_info().rss)
+            while not done.wait(rss_every):
+                rss.append((time.monotonic(), server.memory_info().rss))
 
         watcher = threading.Thread(target=watch_memory, daemon=True)
         watcher.start()
-        results = users(url, n_points, clients, time.monotonic() + seconds)
+        results = users(url, n_points, clients, began + seconds)
         done.set()
         watcher.join()
-        rss.append(server.memory_info().rss)
+        rss.append((time.monotonic(), server.memory_info().rss))
         cpu = [sum(server.cpu_times()[:2]) - cpu[0], sum(psutil.Process().cpu_times()[:2]) - cpu[1]]
     finally:
         process.terminate()
         process.wait(timeout=30)
-    latencies = [t for user_latencies, _ in results for t in user_latencies]
+    clicks = sorted((t - began, ms) for user_clicks, _ in results for t, ms in user_clicks)
+    latencies = [ms for _, ms in clicks]
     errors = [e for _, user_errors in results for e in user_errors]
-    mb = [r / 2**20 for r in rss]
-    return [
+    mb = [(t - began, r / 2**20) for t, r in rss]
+    rows = [
         ("clients x seconds", f"{clients} x {seconds:g}, {client}"),
         ("clicks answered (per second)", f"{len(latencies)} ({len(latencies) / seconds:.1f}/s)"),
         ("errors", f"{len(errors)}" + (f" (first: {errors[0]})" if errors else "")),
         ("click -> decoded PNG downloaded, per client (ms)", summary(latencies)),
         ("CPU time per click, server / clients (ms)", " / ".join(f"{1000 * t / max(len(latencies), 1):.0f}"
                                                                for t in cpu)),
-        ("server RSS at start / peak / end (MB)", f"{mb[0]:.0f} / {max(mb):.0f} / {mb[-1]:.0f}"),
+        ("server RSS at start / peak / end (MB)", f"{mb[0][1]:.0f} / {max(m for _, m in mb):.0f} / {mb[-1][1]:.0f}"),
     ]
+    window = seconds / 6
+    first = [ms for t, ms in clicks if t < window]
+    last = [ms for t, ms in clicks if t >= seconds - window]
+    if first and last:
+        ratio = np.percentile(last, 95) / np.percentile(first, 95)
+        rows.append((f"p95 latency, first / last {window / 60:g} min (ms)",
+                     f"{np.percentile(first, 95):.0f} / {np.percentile(last, 95):.0f} (last / first {ratio:.2f}; target <= 1.5)"))
+    late = [m for t, m in mb if t >= seconds / 2]
+    if len(late) >= 2:
+        spread = max(late) / min(late) - 1
+        rows.append((f"server RSS over the last {seconds / 120:g} min, min / max (MB)",
+                     f"{min(late):.0f} / {max(late):.0f} (spread {100 * spread:.1f} %; target <= 10 %)"))
+    if plot is not None:
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        plot.write_text(soak_svg(mb, clicks, seconds, f"{clients} clients, {seconds / 60:g} min, {client}"))
+        rows.append(("plot", str(plot.relative_to(ROOT) if plot.is_relative_to(ROOT) else plot)))
+    return rows
+
+
+def soak_svg(rss: list[tuple[float, float]], clicks: list[tuple[float, float]], seconds: float, title: str) -> str:
+    """A two-panel SVG: server RSS (MB) and p95 click latency per minute (ms), against minutes into the run."""
+    width, height, left, panel = 640, 360, 60, 130
+    minutes = max(seconds / 60, 1e-9)
+    per_minute = [[ms for t, ms in clicks if int(t // 60) == m] for m in range(int(np.ceil(minutes)))]
+    p95 = [(m + 0.5, float(np.percentile(v, 95))) for m, v in enumerate(per_minute) if v]
+    series = [("server RSS (MB)", [(t / 60, m) for t, m in rss], "#3366cc", 30),
+              ("p95 latency per minute (ms)", p95, "#cc3333", 30 + panel + 50)]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{left}" y="16" font-size="13">{title}</text>']
+    for name, points, colour, top in series:
+        if not points:
+            continue
+        values = [v for _, v in points]
+        low, high = 0.0, max(values) * 1.1 or 1.0
+        x = lambda t: left + (width - left - 20) * t / minutes  # noqa: E731
+        y = lambda v: top + panel - panel * (v - low) / (high - low)  # noqa: E731
+        parts.append(f'<text x="{left}" y="{top - 4}">{name}</text>')
+        parts.append(f'<line x1="{left}" y1="{top + panel}" x2="{width - 20}" y2="{top + panel}" stroke="#999"/>')
+        parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + panel}" stroke="#999"/>')
+        for tick in (low, (low + high) / 2, high):
+            parts.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:.0f}</text>')
+        path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in points)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+        for m in range(0, int(minutes) + 1, max(1, int(minutes) // 6)):
+            parts.append(f'<text x="{x(m):.1f}" y="{top + panel + 14}" text-anchor="middle">{m}</text>')
+    parts.append(f'<text x="{(width + left) / 2}" y="{height - 4}" text-anchor="middle">minutes into the run</text>')
+    return "\n".join(parts + ["</svg>"]) + "\n"
 
 
 def summary(values: float | list[float]) -> str:
@@ -341,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--client", choices=["gradio_client", "http"], default="gradio_client",
                         help="--load clients: gradio_client (threads), or plain HTTP on Gradio's REST API (asyncio)")
+    parser.add_argument("--soak", action="store_true",
+                        help="--load for 30 minutes (unless --seconds says otherwise), RSS every 30 s, and a plot")
+    parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "results" / "app_soak.svg",
+                        help="--soak: where to write the RSS / latency plot")
     args = parser.parse_args(argv)
 
     import torch
@@ -352,10 +417,14 @@ def main(argv: list[str] | None = None) -> int:
     model, latent_map = load_model(args.model)
     if latent_map is None:
         raise SystemExit(f"{args.model} has no latent map")
+    if args.soak:
+        args.load = True
+        args.seconds = args.seconds if "--seconds" in (argv or sys.argv) else 1800.0
     if args.load:
-        rows = load_rows(args.model, len(latent_map), args.clients, args.seconds, args.client)
+        rows = load_rows(args.model, len(latent_map), args.clients, args.seconds, args.client,
+                         rss_every=30.0 if args.soak else 1.0, plot=args.plot if args.soak else None)
         print_table(f"model: {args.model} (map of {len(latent_map)} eyes); `app.py` on localhost, clients via "
-                    f"gradio_client on the same machine; {os.cpu_count()} CPU cores", rows)
+                    f"{args.client} on the same machine; {os.cpu_count()} CPU cores", rows)
         return 0
 
     rows: list[tuple[str, str]] = []
