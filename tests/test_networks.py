@@ -26,6 +26,18 @@ def test_shapes(image_size, channels):
     assert logits.shape == (3,) and features.ndim == 2 and features.shape[0] == 3
 
 
+def test_flip_state_decodes_the_reconstruction_latents_with_unit_0_negated():
+    model = VAEGAN(ModelConfig(image_size=32, **TINY)).eval()
+    x, z_prior = torch.rand(3, 1, 32, 32) * 2 - 1, torch.randn(2, 8)
+    torch.manual_seed(0)
+    x_rec, _, _, z, x_gen = model(x, z_prior, flip_state=True)
+    assert x_gen.shape == (5, 1, 32, 32)
+    flipped = z.clone()
+    flipped[:, 0] = -flipped[:, 0]
+    torch.testing.assert_close(x_gen[2:], model.decode(flipped), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_gen[:2], model.decode(z_prior), rtol=1e-5, atol=1e-5)
+
+
 def test_eval_outputs_do_not_depend_on_the_batch():
     model = VAEGAN(ModelConfig(**TINY)).eval()
     z = torch.randn(6, 8)

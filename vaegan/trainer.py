@@ -159,8 +159,9 @@ class Trainer:
         cfg = self.config
         adversarial = self.adversarial and self.step >= self.warmup_steps  # D's terms are off during the warm-up
         z_prior = torch.randn(len(x), self.model_config.latent_dim, device=x.device) if self.adversarial else None
+        state = self.adversarial and cfg.state_weight > 0 and labels is not None
         with self.accelerator.autocast():
-            x_rec, mu, logvar, z, x_prior = self.forward(x, z_prior)
+            x_rec, mu, logvar, z, x_gen = self.forward(x, z_prior, state)
             kl = losses.kl_divergence(mu.float(), logvar.float())
             pixel = losses.pixel_reconstruction(x_rec.float(), x)
             loss_model = cfg.pixel_weight * pixel + cfg.kl_weight * kl
@@ -170,32 +171,36 @@ class Trainer:
                 loss_model = loss_model + cfg.label_weight * label
                 logs["label"] = label
             if self.adversarial:
-                # 1. one discriminator pass over real, reconstructed and prior-sampled images
-                logits, states, features = self.discriminate(torch.cat([x, x_rec, x_prior]))
-                logit_real, logit_rec, logit_prior = logits.float().chunk(3)
-                state_real, _, state_prior = states.float().chunk(3)
-                features_real, features_rec, _ = features.float().chunk(3)
-                loss_disc = losses.discriminator_loss(logit_real, torch.cat([logit_rec, logit_prior]))
-                if cfg.state_weight > 0 and labels is not None:
-                    state_disc = losses.state_loss(state_real, labels.float())
-                    loss_disc = loss_disc + cfg.state_weight * state_disc
-                    logs["state_disc"] = state_disc
+                # 1. one discriminator pass over real, reconstructed and generated images (prior samples, and
+                # with the state term the reconstructions flipped to the other eye state)
+                logits, states, features = self.discriminate(torch.cat([x, x_rec, x_gen]))
+                logit_real, logit_rec, logit_gen = logits.float().split([len(x), len(x), len(x_gen)])
+                state_real, _, state_gen_logit = states.float().split([len(x), len(x), len(x_gen)])
+                features_real, features_rec = features.float()[: 2 * len(x)].chunk(2)
+                loss_disc = losses.discriminator_loss(logit_real, torch.cat([logit_rec, logit_gen]))
                 logs |= {
                     "disc": loss_disc,
                     "d_real": torch.sigmoid(logit_real).mean(),
                     "d_rec": torch.sigmoid(logit_rec).mean(),
-                    "d_fake": torch.sigmoid(logit_prior).mean(),
+                    "d_fake": torch.sigmoid(logit_gen[: len(x)]).mean(),
                 }
+                if state:
+                    state_disc = losses.state_loss(state_real, labels.float())
+                    loss_disc = loss_disc + cfg.state_weight * state_disc
+                    logs["state_disc"] = state_disc
             if adversarial:
-                # 2. encoder + decoder: learned similarity in D's features, GAN term on prior samples
+                # 2. encoder + decoder: learned similarity in D's features, GAN term on generated images
                 feature = losses.feature_reconstruction(features_rec, features_real) * x[0].numel()
-                gan = losses.generator_loss(logit_prior)
+                gan = losses.generator_loss(logit_gen)
                 loss_model = loss_model + cfg.feature_weight * feature + cfg.gan_weight * gan
                 logs |= {"feature": feature, "gan": gan}
-                if cfg.state_weight > 0 and labels is not None:
-                    # 4. prior samples must show the state their latent unit 0 encodes (decoder only: z_prior
-                    # is not the encoder's), so moving along unit 0 opens and closes the eye
-                    state_gen = losses.state_loss(state_prior, losses.latent_state(z_prior))
+                if state:
+                    # 4. generated eyes must show the state their latent unit 0 encodes: prior samples, and
+                    # reconstructions with unit 0 negated (decoder only: neither z reaches the encoder), so
+                    # moving along unit 0 opens and closes an eye, as the page's slider does (Odena et al.'s
+                    # AC-GAN term; the flipped reconstructions as in He et al.'s AttGAN)
+                    z_gen = torch.cat([z_prior[:, :1], -z[:, :1].detach()])  # unit 0 of what was decoded
+                    state_gen = losses.state_loss(state_gen_logit, losses.latent_state(z_gen))
                     loss_model = loss_model + cfg.state_weight * state_gen
                     logs["state_gen"] = state_gen
                 if cfg.gan_reconstructions:
