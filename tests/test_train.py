@@ -349,3 +349,21 @@ def test_every_flag_has_help_with_its_default(capsys):
     assert "(default: 0.3)" in text  # --kl-weight
     config, model_config, _ = train.parse_args(["--max-steps", "5", "--no-hflip", "--kl-weight", "0.5"])
     assert (config.max_steps, config.hflip, config.kl_weight, model_config.latent_dim) == (5, False, 0.5, 64)
+
+
+def test_init_from_starts_from_a_model_dirs_weights_and_refuses_another_architecture(eye_folder, tmp_path, caplog):
+    data = load_dataset(eye_folder, image_size=32)
+    model_config = ModelConfig(image_size=32, base_channels=8, latent_dim=8)
+    source = VAEGAN(model_config)
+    source.save_pretrained(tmp_path / "pretrained")
+    config = TrainConfig(out_dir=str(tmp_path / "run"), batch_size=8, device="cpu", init_from=str(tmp_path / "pretrained"))
+    trainer = Trainer(config, model_config, data)
+    for name, p in trainer.model.named_parameters():
+        torch.testing.assert_close(p, dict(source.named_parameters())[name], msg=name)
+    fresh = Trainer(TrainConfig(out_dir=str(tmp_path / "fresh"), batch_size=8, device="cpu", seed=1), model_config, data)
+    assert not torch.equal(fresh.model.decoder.project.weight, source.decoder.project.weight)
+    # another architecture: one line naming the flags to add, before anything is written
+    assert run(eye_folder, tmp_path / "wide", "--init-from", str(tmp_path / "pretrained"), "--latent-dim", "16") == 1
+    assert "--latent-dim 8" in caplog.text and not (tmp_path / "wide" / "checkpoint").exists()
+    assert run(eye_folder, tmp_path / "none", "--init-from", str(tmp_path / "missing")) == 1
+    assert "not a model dir" in caplog.text

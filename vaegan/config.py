@@ -28,6 +28,7 @@ class TrainConfig:
     batch_size: int = 64  # images per optimiser step (per process)
     max_steps: int | None = None  # stop after this many optimiser steps (tiny runs, CI)
     resume: bool = False  # continue from out_dir/checkpoint
+    init_from: str | None = None  # start the encoder / decoder from this model dir's weights (fine-tuning; the architecture flags must match it)
     seed: int = 0  # data split, order, initialisation and prior draws
     device: str = "auto"  # auto / cpu / cuda
     mixed_precision: str = "auto"  # auto (bf16 where the GPU / CPU supports it) / no / bf16

@@ -118,7 +118,10 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed image size: let cuDNN time its conv kernels once and keep the fastest
         # channels_last and fused Adam are GPU wins; on this CPU channels_last measured no faster
         self.memory_format = torch.channels_last if on_gpu else torch.contiguous_format
-        model = VAEGAN(model_config).to(memory_format=self.memory_format)
+        model = VAEGAN(model_config)
+        if config.init_from:
+            self._load_weights(model, config.init_from)
+        model = model.to(memory_format=self.memory_format)
         adam = dict(betas=(config.beta1, config.beta2), fused=on_gpu or None)
         opt_model = torch.optim.Adam(model.parameters(), lr=config.lr, **adam)
         if self.adversarial:
@@ -152,6 +155,22 @@ class Trainer:
         self.fixed_z = torch.randn(64, model_config.latent_dim, generator=generator).to(self.device)
         fixed = torch.randperm(len(self.val_data), generator=generator)[:32]
         self.fixed_real = self.val_data.images[fixed]
+
+    def _load_weights(self, model: VAEGAN, source: str) -> None:
+        """Fine-tuning: the encoder / decoder start from a model dir's weights (the discriminator starts afresh)."""
+        config_file = Path(source) / "config.json"
+        if not config_file.exists():
+            raise TrainingError(f"--init-from {source}: not a model dir (no config.json)")
+        saved = json.loads(config_file.read_text())
+        differs = {k: v for k, v in saved.items() if k in asdict(self.model_config) and asdict(self.model_config)[k] != v}
+        if differs:
+            flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in differs.items())
+            raise TrainingError(f"--init-from {source}: that model was built with other settings; add {flags}")
+        try:
+            model.load_state_dict(VAEGAN.from_pretrained(source, strict=True).state_dict())
+        except Exception as error:  # noqa: BLE001 - a damaged or foreign weights file
+            raise TrainingError(f"--init-from {source}: could not load its weights ({type(error).__name__}: {error})") from error
+        logger.info("encoder / decoder initialised from %s", source)
 
     # ------------------------------------------------------------------ one step
     def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
