@@ -32,14 +32,14 @@ def wait_until(page, expression: str, **kwargs):
 
 @pytest.fixture(scope="module")
 def app_url():
-    from vaegan.ui import build_demo
+    from vaegan.ui import build_demo, launch_options
 
     model = tiny_model()
     latent_map = random_latent_map(n=400, open_share=0.75)  # imbalanced like the real data
     demo = build_demo(model, latent_map)
     demo.queue()
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     yield f"http://127.0.0.1:{port}/", latent_map
     demo.close()
 
@@ -178,7 +178,8 @@ def test_upload_encodes_places_and_classifies(page, tmp_path):
     wait_until(page, "() => document.querySelector('#upload-caption').innerText.includes('Predicted')")
     wait_for_new_image(page, old)
     assert page.eval_on_selector("#reconstruction img", "img => img.naturalWidth") == 256
-    wait_until(page, "() => document.querySelector('.vaegan-map')._fullLayout.annotations.some(a => a.text === 'B: your upload')")
+    wait_until(page, "() => document.querySelector('.vaegan-map')._fullLayout.annotations"
+                     ".some(a => /^B: upload \\d+ \\(my-eye\\.png\\)$/.test(a.text))")
 
 
 def test_a_drawn_example_can_be_encoded(page):
