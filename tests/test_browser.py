@@ -257,6 +257,7 @@ def test_a_new_upload_clears_the_example_highlight(page, tmp_path):
     open_tab(page, "Upload")
     page.locator("#examples img").nth(0).click()  # the pointer stays over the example, which Gradio highlights
     wait_until(page, "() => document.querySelectorAll('#examples .selected').length === 1")
+    wait_until(page, "() => document.querySelector('#current-caption').innerText.includes('example-open-1.png')")
     path = tmp_path / "another-eye.png"
     make_eye(False, size=100, seed=9).save(path)
     page.set_input_files("#upload-image input[type=file]", str(path))  # as a dropped or pasted file arrives
@@ -326,3 +327,18 @@ def test_at_420_px_the_upload_row_stacks_evenly(phone):
     assert seen["y"] == pytest.approx(reconstruction["y"], abs=1)  # the two results side by side
     assert seen["width"] == pytest.approx(reconstruction["width"], abs=2)
     assert seen["width"] + reconstruction["width"] > 0.8 * upload["width"]  # filling the row between them
+
+
+def test_at_420_px_the_interpolate_and_sample_tabs_fit(phone):
+    open_tab(phone, "Interpolate")
+    caption = phone.locator("#pair-caption").bounding_box()
+    assert caption["width"] > 300  # a line of text, not a word to a line
+    open_tab(phone, "Sample")
+    phone.click("#sample-button")
+    wait_until(phone, "() => document.querySelectorAll('#samples img').length === 16")
+    gallery = phone.locator("#samples").bounding_box()
+    thumbnails = phone.evaluate("() => [...document.querySelectorAll('#samples .thumbnail-item')]"
+                                ".map(t => { const r = t.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })")
+    assert len({round(top) for _, top, _, _ in thumbnails}) == 4  # 4 rows of 4
+    assert all(gallery["x"] <= left and right <= gallery["x"] + gallery["width"] for left, _, right, _ in thumbnails)
+    assert all(bottom <= gallery["y"] + gallery["height"] for _, _, _, bottom in thumbnails)  # none cut off below

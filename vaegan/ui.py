@@ -422,6 +422,12 @@ PAGE_CSS = """
 /* The sample number stays the thumbnail's accessible name, out of sight: as a label it covered the eye. */
 #samples .caption-label { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
   clip: rect(0 0 0 0); border: 0; }
+/* On a phone, 4 samples to a row (Gradio's columns=8 would run off the screen), the grid as tall as it needs. */
+@media (max-width: 640px) {
+  #samples, #samples .gallery-container, #samples .grid-wrap { height: auto !important; }
+  #samples .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)); grid-template-rows: none; grid-auto-rows: auto; }
+  #samples .thumbnail-item { height: auto; }
+}
 """
 # Gradio highlights the example under the pointer and keeps it highlighted until the pointer leaves;
 # a file dropped, pasted or picked on a touch screen never moves it away. A new upload ends it.
@@ -522,10 +528,13 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
             with gr.Tab("Interpolate", id="interpolate"):
                 gr.Markdown("A and B are the last two eyes you clicked, uploaded or sampled. The path between their latents "
                             "follows the sphere (slerp), where prior samples live.")
-                with gr.Row(equal_height=True):
-                    pair_text = gr.Markdown(start.pair, elem_id="pair-caption")
-                    steps = gr.Slider(3, 16, value=8, step=1, label="Frames")
-                    interpolate = gr.Button("Interpolate A → B", variant="primary", elem_id="interpolate-button")
+                with gr.Row(equal_height=True):  # columns wide enough that on a phone each takes a row of its own
+                    with gr.Column(scale=2, min_width=300):
+                        pair_text = gr.Markdown(start.pair, elem_id="pair-caption")
+                    with gr.Column(scale=1, min_width=200):
+                        steps = gr.Slider(3, 16, value=8, step=1, label="Frames")
+                    with gr.Column(scale=1, min_width=200):
+                        interpolate = gr.Button("Interpolate A → B", variant="primary", elem_id="interpolate-button")
                 strip = gr.Image(label="A → B", format="png", interactive=False, buttons=["download"], elem_id="strip")
                 gif = gr.File(label="Animated GIF", elem_id="gif")
             with gr.Tab("Sample", id="sample"):
