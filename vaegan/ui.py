@@ -207,7 +207,7 @@ class Explorer:
         for tag, eye in tagged:
             x, y = eye["where"]
             other = next((o["where"] for t, o in tagged if t != tag), None)
-            up = y > other[1] or (y == other[1] and tag == "B") if other is not None else True
+            up = True if other is None else (y > other[1] or (y == other[1] and tag == "B"))
             right = x <= middle
             out.append({"x": x, "y": y, "text": f"{tag}: {eye['name']}", "color": COLOURS[tag],
                         "ax": LABEL_OFFSET[0] if right else -LABEL_OFFSET[0],
