@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from vaegan.hub import HubError, load_model  # after parsing: --help stays instant
-    from vaegan.ui import MAX_UPLOAD_BYTES, build_demo
+    from vaegan.ui import build_demo, launch_options
 
     try:
         model, latent_map = load_model(args.model)
@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.queue(default_concurrency_limit=max(2, min(8, os.cpu_count() or 1)), max_size=64)
     # Gradio keeps ~70 KB of page state per session (10,000 by default): cap it so memory stays bounded.
     try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES,
-                    state_session_capacity=2000)
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, state_session_capacity=2000,
+                    **launch_options())  # the page's theme (system fonts), CSS and upload limit
     except OSError as error:  # the port is taken, or the host is not this machine's
         print(f"error: can't serve on {args.host}:{args.port} ({error}); pick another with --port", file=sys.stderr)
         return 1

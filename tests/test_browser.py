@@ -32,14 +32,14 @@ def wait_until(page, expression: str, **kwargs):
 
 @pytest.fixture(scope="module")
 def app_url():
-    from vaegan.ui import build_demo
+    from vaegan.ui import build_demo, launch_options
 
     model = tiny_model()
     latent_map = random_latent_map(n=400, open_share=0.75)  # imbalanced like the real data
     demo = build_demo(model, latent_map)
     demo.queue()
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     yield f"http://127.0.0.1:{port}/", latent_map
     demo.close()
 
@@ -178,7 +178,8 @@ def test_upload_encodes_places_and_classifies(page, tmp_path):
     wait_until(page, "() => document.querySelector('#upload-caption').innerText.includes('Predicted')")
     wait_for_new_image(page, old)
     assert page.eval_on_selector("#reconstruction img", "img => img.naturalWidth") == 256
-    wait_until(page, "() => document.querySelector('.vaegan-map')._fullLayout.annotations.some(a => a.text === 'B: your upload')")
+    wait_until(page, "() => document.querySelector('.vaegan-map')._fullLayout.annotations"
+                     ".some(a => /^B: upload \\d+ \\(my-eye\\.png\\)$/.test(a.text))")
 
 
 def test_a_drawn_example_can_be_encoded(page):
@@ -227,3 +228,117 @@ def test_sampling_is_seeded_and_a_sample_can_be_picked(page):
     assert "Sample 4 (seed 3)" in page.inner_text("#current-caption")
     assert "Nearest real eye" in page.inner_text("#current-caption")
     assert first[0] != first[1]
+
+
+def test_a_and_b_labels_do_not_overlap_on_the_same_point(page):
+    x, y, index = page.evaluate(FIND_POINT)["point"]
+    for _ in range(2):  # the same eye as A and as B: the two marks coincide
+        page.wait_for_timeout(600)  # not a double-click
+        click_mouse(page, x, y)
+    wait_until(page, f"() => document.querySelector('.vaegan-map')._fullLayout.annotations"
+                     f".filter(a => a.text.startsWith('A: #{index} ') || a.text.startsWith('B: #{index} ')).length === 2")
+    boxes = page.evaluate("() => [...document.querySelectorAll('.vaegan-map .annotation-text-g')]"
+                          ".map(g => { const r = g.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })")
+    assert len(boxes) == 2
+    (l1, t1, r1, b1), (l2, t2, r2, b2) = boxes
+    assert r1 <= l2 or r2 <= l1 or b1 <= t2 or b2 <= t1, f"A and B labels overlap: {boxes}"
+
+
+def test_title_is_drawn_in_one_system_font(page):
+    # Gradio's default theme loads "Source Sans Pro" 600 from a file with only "A" and "B": the title mixed fonts
+    family = page.eval_on_selector("h1", "h1 => getComputedStyle(h1).fontFamily")
+    faces = page.evaluate("() => [...document.fonts].map(f => f.family.replace(/[\"']/g, ''))")
+    assert "system-ui" in family
+    assert not any(face in family for face in faces), f"the title uses a web font: {family} with faces {faces}"
+    assert page.inner_text("h1") == "Eyes VAE-GAN explorer"
+
+
+def test_a_new_upload_clears_the_example_highlight(page, tmp_path):
+    open_tab(page, "Upload")
+    page.locator("#examples img").nth(0).click()  # the pointer stays over the example, which Gradio highlights
+    wait_until(page, "() => document.querySelectorAll('#examples .selected').length === 1")
+    wait_until(page, "() => document.querySelector('#current-caption').innerText.includes('example-open-1.png')")
+    path = tmp_path / "another-eye.png"
+    make_eye(False, size=100, seed=9).save(path)
+    page.set_input_files("#upload-image input[type=file]", str(path))  # as a dropped or pasted file arrives
+    wait_until(page, "() => document.querySelector('#current-caption').innerText.includes('another-eye.png')")
+    wait_until(page, "() => document.querySelectorAll('#examples .selected').length === 0")
+    # A is the example, B the new file: Gradio's second report of the same upload changed nothing
+    pair = page.inner_text("#pair-caption")
+    assert "example-open-1.png" in pair.split("→")[0] and "another-eye.png" in pair.split("→")[1]
+
+
+def test_sample_numbers_do_not_cover_the_thumbnails(page):
+    open_tab(page, "Sample")
+    page.click("#sample-button")
+    wait_until(page, "() => document.querySelectorAll('#samples img').length === 16")
+    covered = page.evaluate("""() => [...document.querySelectorAll('#samples .thumbnail-item')].map(item => {
+      const img = item.querySelector('img').getBoundingClientRect(), label = item.querySelector('.caption-label');
+      if (!label) return 0;
+      const r = label.getBoundingClientRect();
+      return Math.max(0, Math.min(r.right, img.right) - Math.max(r.left, img.left)) * Math.max(0, Math.min(r.bottom, img.bottom) - Math.max(r.top, img.top));
+    })""")
+    assert len(covered) == 16 and max(covered) <= 1  # pixels of each thumbnail under its label
+    names = page.evaluate("() => [...document.querySelectorAll('#samples .caption-label')].map(c => c.textContent.trim())")
+    assert names[:2] == ["sample 1", "sample 2"]  # still there for screen readers
+
+
+@pytest.fixture(scope="module")
+def phone(browser, app_url):
+    url, _ = app_url
+    page = browser.new_page(viewport={"width": 420, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.console_errors = []
+    page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
+    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+    page.goto(url)
+    page.wait_for_selector('.vaegan-map[data-ready="1"]')
+    yield page
+    assert page.console_errors == [], f"browser console errors: {page.console_errors}"
+    page.close()
+
+
+def overlap(a: dict, b: dict) -> float:
+    """Area shared by two bounding boxes."""
+    width = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])
+    height = min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])
+    return max(0.0, width) * max(0.0, height)
+
+
+def test_at_420_px_legend_and_toolbar_do_not_overlap(phone):
+    box = phone.locator(".vaegan-map").bounding_box()
+    phone.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # a desktop shows the toolbar on hover
+    toolbar, legend = phone.locator(".vaegan-map .modebar"), phone.locator(".vaegan-map .legend")
+    toolbar.wait_for(state="visible")
+    assert toolbar.bounding_box()["width"] > 0 and legend.bounding_box()["width"] > 0
+    assert overlap(toolbar.bounding_box(), legend.bounding_box()) == 0
+    assert toolbar.locator("[data-title='Zoom in']").count() == 1  # the zoom the hint points to
+    assert phone.evaluate("() => document.documentElement.scrollWidth") <= 420  # nothing wider than the screen
+
+
+def test_at_420_px_the_hint_speaks_of_taps_not_scrolling(phone):
+    note = phone.inner_text(".vaegan-map-note")
+    assert "Tap a dot" in note and "scroll" not in note.lower() and "+ and −" in note
+
+
+def test_at_420_px_the_upload_row_stacks_evenly(phone):
+    upload, seen, reconstruction = (phone.locator(f"#{name}").bounding_box() for name in ("upload-image", "seen", "reconstruction"))
+    assert upload["y"] + upload["height"] <= min(seen["y"], reconstruction["y"])  # the photo on its own row
+    assert seen["y"] == pytest.approx(reconstruction["y"], abs=1)  # the two results side by side
+    assert seen["width"] == pytest.approx(reconstruction["width"], abs=2)
+    assert seen["width"] + reconstruction["width"] > 0.8 * upload["width"]  # filling the row between them
+
+
+def test_at_420_px_the_interpolate_and_sample_tabs_fit(phone):
+    open_tab(phone, "Interpolate")
+    caption = phone.locator("#pair-caption").bounding_box()
+    assert caption["width"] > 300  # a line of text, not a word to a line
+    open_tab(phone, "Sample")
+    phone.click("#sample-button")
+    wait_until(phone, "() => document.querySelectorAll('#samples img').length === 16")
+    gallery = phone.locator("#samples").bounding_box()
+    thumbnails = phone.evaluate("() => [...document.querySelectorAll('#samples .thumbnail-item')]"
+                                ".map(t => { const r = t.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })")
+    assert len({round(top) for _, top, _, _ in thumbnails}) == 4  # 4 rows of 4
+    assert all(gallery["x"] <= left and right <= gallery["x"] + gallery["width"] for left, _, right, _ in thumbnails)
+    assert all(bottom <= gallery["y"] + gallery["height"] for _, _, _, bottom in thumbnails)  # none cut off below

@@ -16,13 +16,17 @@ from PIL import Image
 
 from vaegan.data import load_image
 from vaegan.latent_map import slerp
+from vaegan.config import ModelConfig
+from vaegan.networks import VAEGAN
 from vaegan.ui import (
     DISPLAY_SIZE,
-    MAP_SCRIPT,
     SAMPLE_COUNT,
+    EyeResult,
     Explorer,
     build_demo,
     decode,
+    image_kind,
+    launch_options,
     points_payload,
     save_picture,
     to_picture,
@@ -63,29 +67,59 @@ def event(**data) -> gr.EventData:
     return gr.EventData(None, data)
 
 
+MARK_KEYS = ("x", "y", "text", "color")
+
+
 def test_point_click_decodes_that_point_with_its_label(explorer, model, latent_map):
-    state, picture, caption, slider, marks, pair = explorer.on_point(None, event(index=7))
+    result = explorer.on_point(None, event(index=7))
     label = ("closed", "open")[int(latent_map.labels[7])]
+    picture, caption = result.picture, result.caption
     assert opened(picture).size == (DISPLAY_SIZE, DISPLAY_SIZE) and opened(picture).format == "PNG"
     np.testing.assert_array_equal(pixels(picture), pixels(to_picture(decode(model, latent_map.mu[7])[0])))
     assert "#7" in caption and f"labelled **{label}**" in caption
     p = float(latent_map.predict_open(latent_map.mu[7:8])[0])
     assert f"P(open) = {p:.2f}" in caption
-    assert slider == 0.0
-    assert marks["marks"] == [{"x": pytest.approx(float(latent_map.xy[7, 0])), "y": pytest.approx(float(latent_map.xy[7, 1])),
-                               "text": f"B: #7 ({label})", "color": "#059669"}]
-    assert "Pick one more eye for A" in pair  # one eye so far: no A yet
-    np.testing.assert_array_equal(state["eyes"][-1]["z"], latent_map.mu[7])
+    assert [{key: mark[key] for key in MARK_KEYS} for mark in result.marks] == [
+        {"x": pytest.approx(float(latent_map.xy[7, 0])), "y": pytest.approx(float(latent_map.xy[7, 1])),
+         "text": f"B: #7 ({label})", "color": "#059669"}]
+    assert result.marks[0]["ay"] < 0 and result.marks[0]["yanchor"] == "bottom"  # alone: label above the mark
+    assert "Pick one more eye for A" in result.pair  # one eye so far: no A yet
+    np.testing.assert_array_equal(result.state["eyes"][-1]["z"], latent_map.mu[7])
+    assert result.picture.startswith(str(explorer.picture_dir))  # pictures go where the Explorer was told
 
 
 def test_two_clicks_make_a_and_b(explorer, latent_map):
-    state = explorer.on_point(None, event(index=1))[0]
-    state, *_, marks, pair = explorer.on_point(state, event(index=2))
+    state = explorer.on_point(None, event(index=1)).state
+    result = explorer.on_point(state, event(index=2))
+    state = result.state
     assert [eye["name"].split()[0] for eye in state["eyes"]] == ["#1", "#2"]
-    assert [mark["text"][0] for mark in marks["marks"]] == ["A", "B"]
-    assert "**A:** #1" in pair and "**B:** #2" in pair
-    state = explorer.on_point(state, event(index=3))[0]
+    assert [mark["text"][0] for mark in result.marks] == ["A", "B"]
+    assert "**A:** #1" in result.pair and "**B:** #2" in result.pair
+    state = explorer.on_point(state, event(index=3)).state
     assert [eye["name"].split()[0] for eye in state["eyes"]] == ["#2", "#3"]  # only the last two are kept
+
+
+def label_box(mark: dict, width: float = 150, height: float = 20, scale: float = 40.0) -> tuple[float, float, float, float]:
+    """The screen box (left, top, right, bottom) of a mark's label on a map drawn at `scale` pixels per unit."""
+    tail_x, tail_y = mark["x"] * scale + mark["ax"], -mark["y"] * scale + mark["ay"]  # screen y grows downwards
+    left = {"left": tail_x, "right": tail_x - width}[mark["xanchor"]]
+    top = {"bottom": tail_y - height, "top": tail_y}[mark["yanchor"]]
+    return left, top, left + width, top + height
+
+
+@pytest.mark.parametrize("offset", [(0.0, 0.0), (0.05, 0.0), (-0.3, 0.02), (0.0, -0.4), (1.0, 0.6), (-2.0, -1.5)])
+def test_a_and_b_labels_never_overlap(explorer, latent_map, offset):
+    b = latent_map.xy[5]
+    eyes = [{"name": "upload 1 (a-rather-long-file-name.png)", "where": [float(b[0] + offset[0]), float(b[1] + offset[1])]},
+            {"name": "upload 2 (another-long-file-name.png)", "where": [float(b[0]), float(b[1])]}]
+    marks = explorer.marks(eyes)
+    assert [mark["text"][0] for mark in marks] == ["A", "B"]
+    for scale in (10.0, 40.0, 400.0):  # zoomed out and in
+        (l1, t1, r1, b1), (l2, t2, r2, b2) = (label_box(mark, scale=scale) for mark in marks)
+        assert r1 <= l2 or r2 <= l1 or b1 <= t2 or b2 <= t1, f"labels overlap: {marks}"
+    middle = (latent_map.xy[:, 0].min() + latent_map.xy[:, 0].max()) / 2
+    for mark in marks:  # each label leans toward the middle of the map
+        assert (mark["ax"] > 0) == (mark["x"] <= middle)
 
 
 def test_point_click_outside_the_map_is_an_error(explorer):
@@ -111,7 +145,8 @@ def test_empty_space_click_blends_the_nearest_points(explorer, model, latent_map
     nearest = np.argsort(distances)[:8]
     weights = 1 / (distances[nearest] + 1e-6)
     expected = (latent_map.mu[nearest] * weights[:, None]).sum(0) / weights.sum()
-    state, picture, caption, *_ = explorer.on_map_click(None, event(x=x, y=y))
+    result = explorer.on_map_click(None, event(x=x, y=y))
+    state, picture, caption = result.state, result.picture, result.caption
     np.testing.assert_allclose(state["eyes"][-1]["z"], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(pixels(picture), pixels(to_picture(decode(model, expected)[0])))
     assert "8 eyes nearest" in caption
@@ -127,7 +162,9 @@ def test_click_on_a_point_position_blends_to_that_point(latent_map):
 def test_upload_is_encoded_reconstructed_placed_and_classified(explorer, model, latent_map, tmp_path):
     path = tmp_path / "eye.png"
     make_eye(True, size=90, seed=3).save(path)
-    seen, reconstruction, verdict, state, picture, caption, *_ = explorer.on_upload(str(path), None)
+    result = explorer.on_upload(str(path), None)
+    seen, reconstruction, verdict = result.seen, result.reconstruction, result.verdict
+    state, caption = result.eye.state, result.eye.caption
     assert opened(seen).size == opened(reconstruction).size == (DISPLAY_SIZE, DISPLAY_SIZE)
     x = load_image(path, model.config)  # the training preprocessing
     with torch.no_grad():
@@ -140,12 +177,30 @@ def test_upload_is_encoded_reconstructed_placed_and_classified(explorer, model, 
     assert "Your upload" in caption
     # Gradio hands the raw upload (preprocess=False) as a dict or a FileData with a path
     again = explorer.on_upload({"path": str(path), "orig_name": "eye.png"}, None)
-    np.testing.assert_array_equal(again[3]["eyes"][-1]["z"], state["eyes"][-1]["z"])
+    np.testing.assert_array_equal(again.eye.state["eyes"][-1]["z"], state["eyes"][-1]["z"])
 
 
-def test_clearing_the_upload_changes_nothing(explorer):
-    outputs = explorer.on_upload(None, None)
-    assert len(outputs) == 9 and all(output == gr.update() for output in outputs)
+def test_uploads_are_numbered_and_named_by_their_files(explorer, tmp_path):
+    first, second = tmp_path / "left eye.png", tmp_path / "right<eye>.jpg"
+    make_eye(True, size=90, seed=1).save(first)
+    make_eye(False, size=90, seed=2).save(second)
+    state = explorer.on_upload(str(first), None).eye.state
+    result = explorer.on_upload({"path": str(second), "orig_name": "right<eye>.jpg"}, state)
+    assert [eye["name"] for eye in result.eye.state["eyes"]] == ["upload 1 (left_eye.png)", "upload 2 (right_eye_.jpg)"]
+    assert "**A:** upload 1 (left_eye.png)" in result.eye.pair and "**B:** upload 2 (right_eye_.jpg)" in result.eye.pair
+    assert [mark["text"] for mark in result.eye.marks] == ["A: upload 1 (left_eye.png)", "B: upload 2 (right_eye_.jpg)"]
+    # Gradio reports a new upload twice after an example was picked: the second report changes nothing
+    assert explorer.on_upload({"path": str(second), "orig_name": "right<eye>.jpg"}, result.eye.state) is None
+    long = tmp_path / ("x" * 80 + ".png")
+    make_eye(True, size=90).save(long)
+    name = explorer.on_upload(str(long), result.eye.state).eye.state["eyes"][-1]["name"]
+    assert name.startswith("upload 3 (") and len(name) < 50 and name.endswith(".png)")
+
+
+def test_clearing_the_upload_changes_nothing(explorer, model, latent_map):
+    assert explorer.on_upload(None, None) is None
+    page_upload = page_function(build_demo(model, latent_map), "on_upload")
+    assert page_upload(None, None) == gr.skip()  # every output left as it is
 
 
 def test_rgba_and_16_bit_uploads_are_accepted(explorer, tmp_path):
@@ -154,7 +209,7 @@ def test_rgba_and_16_bit_uploads_are_accepted(explorer, tmp_path):
     deep = tmp_path / "eye16.png"
     Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(deep)
     for path in (rgba, deep):
-        assert opened(explorer.on_upload(str(path), None)[1]).size == (DISPLAY_SIZE, DISPLAY_SIZE)
+        assert opened(explorer.on_upload(str(path), None).reconstruction).size == (DISPLAY_SIZE, DISPLAY_SIZE)
 
 
 def test_bad_uploads_give_clear_errors(explorer, tmp_path):
@@ -185,7 +240,7 @@ def test_bad_uploads_give_clear_errors(explorer, tmp_path):
     with pytest.raises(gr.Error, match="could not be read"):
         explorer.on_upload(str(tmp_path / "gone.png"), None)
     # and the explorer still works afterwards
-    assert opened(explorer.on_point(None, event(index=0))[1]).size == (DISPLAY_SIZE, DISPLAY_SIZE)
+    assert opened(explorer.on_point(None, event(index=0)).picture).size == (DISPLAY_SIZE, DISPLAY_SIZE)
 
 
 def test_slerp_endpoints_and_sphere():
@@ -202,9 +257,10 @@ def test_slerp_endpoints_and_sphere():
 
 
 def test_interpolation_strip_and_gif_run_from_a_to_b(explorer, model, latent_map):
-    state = explorer.on_point(None, event(index=4))[0]
-    state = explorer.on_point(state, event(index=9))[0]
-    strip_path, gif = explorer.on_interpolate(6, state)
+    state = explorer.on_point(None, event(index=4)).state
+    state = explorer.on_point(state, event(index=9)).state
+    result = explorer.on_interpolate(6, state)
+    strip_path, gif = result.strip, result.gif
     strip = opened(strip_path)
     frame = strip.height
     assert strip.size == (6 * (frame + 4) - 4, frame)
@@ -227,15 +283,16 @@ def test_pictures_are_files_named_by_content_and_written_whole(tmp_path):
 
 
 def test_interpolation_needs_two_eyes(explorer):
-    state = explorer.on_point(None, event(index=4))[0]
+    state = explorer.on_point(None, event(index=4)).state
     with pytest.raises(gr.Error, match="Pick two eyes"):
         explorer.on_interpolate(6, state)
 
 
 def test_same_seed_same_grid(explorer, latent_map):
-    grid_a, samples_a, state, *_ = explorer.on_sample(5, None)
-    grid_b, samples_b, *_ = explorer.on_sample(5, None)
-    grid_c, *_ = explorer.on_sample(6, None)
+    result_a = explorer.on_sample(5, None)
+    grid_a, samples_a, state = result_a.gallery, result_a.samples, result_a.eye.state
+    grid_b = explorer.on_sample(5, None).gallery
+    grid_c = explorer.on_sample(6, None).gallery
     assert len(grid_a) == SAMPLE_COUNT
     for (x, _), (y, _) in zip(grid_a, grid_b):
         np.testing.assert_array_equal(pixels(x), pixels(y))
@@ -244,14 +301,19 @@ def test_same_seed_same_grid(explorer, latent_map):
     z = samples_a["z"][0]
     nearest = int(np.argmin(((latent_map.mu - z) ** 2).sum(1)))
     assert state["eyes"][-1]["where"] == [pytest.approx(float(v)) for v in latent_map.xy[nearest]]
-    assert f"#{nearest}" in state["eyes"][-1]["caption"]
+    caption = state["eyes"][-1]["caption"]
+    assert f"#{nearest}" in caption
+    # the nearest eye's label is said to be that eye's, not a label for the sample
+    label = ("closed", "open")[int(latent_map.labels[nearest])]
+    assert "closest latent on the map" in caption and f"its label ({label}) is that eye's, not the sample's" in caption
 
 
 def test_picking_a_sample_makes_it_current(explorer, model):
-    _, samples, state, *_ = explorer.on_sample(2, None)
-    state, picture, caption, *_ = explorer.on_sample_select(samples, state, gr.SelectData(None, {"index": 3, "value": None}))
-    np.testing.assert_array_equal(pixels(picture), pixels(to_picture(decode(model, samples["z"][3])[0])))
-    assert "sample 4 (seed 2)" in state["eyes"][-1]["name"]
+    drawn = explorer.on_sample(2, None)
+    samples = drawn.samples
+    result = explorer.on_sample_select(samples, drawn.eye.state, gr.SelectData(None, {"index": 3, "value": None}))
+    np.testing.assert_array_equal(pixels(result.picture), pixels(to_picture(decode(model, samples["z"][3])[0])))
+    assert "sample 4 (seed 2)" in result.state["eyes"][-1]["name"]
 
 
 def test_bad_seed_is_an_error(explorer):
@@ -260,15 +322,18 @@ def test_bad_seed_is_an_error(explorer):
 
 
 def test_slider_moves_along_the_open_direction(explorer, model, latent_map):
-    state, picture, *_ = explorer.on_point(None, event(index=12))
-    at_zero, caption_zero = explorer.on_slider(0.0, state)
+    shown = explorer.on_point(None, event(index=12))
+    state, picture = shown.state, shown.picture
+    at_zero = explorer.on_slider(0.0, state).picture
     np.testing.assert_array_equal(pixels(at_zero), pixels(to_picture(decode(model, latent_map.mu[12])[0])))
     np.testing.assert_array_equal(pixels(at_zero), pixels(picture))
-    moved, caption = explorer.on_slider(1.5, state)
+    result = explorer.on_slider(1.5, state)
+    moved, caption = result.picture, result.caption
     expected = decode(model, latent_map.mu[12] + 1.5 * latent_map.open_direction)[0]
     np.testing.assert_array_equal(pixels(moved), pixels(to_picture(expected)))
     assert not np.array_equal(pixels(moved), pixels(at_zero))
     assert "1.5 × toward **open**" in caption
+    assert explorer.on_slider(1.0, {"eyes": []}) is None  # no current eye: nothing changes
 
 
 def test_points_payload_round_trips(latent_map):
@@ -281,6 +346,63 @@ def test_points_payload_round_trips(latent_map):
     assert payload["n"] == len(latent_map) and payload["names"] == ["closed", "open"]
 
 
+def page_function(demo: gr.Blocks, name: str):
+    """The function the page calls for event `name`, as Gradio calls it."""
+    return next(block_fn.fn for block_fn in demo.fns.values() if block_fn.name == name)
+
+
+def by_id(outputs: dict) -> dict:
+    """A callback's dict of component -> value, keyed by the components' elem_ids."""
+    return {component.elem_id: value for component, value in outputs.items()}
+
+
+def test_page_maps_named_results_to_their_components(model, latent_map):
+    demo = build_demo(model, latent_map)
+    explorer = demo.explorer
+    state = explorer.initial_state()
+    outputs = page_function(demo, "on_point")(state, event(index=7))
+    expected = explorer.on_point(state, event(index=7))
+    shown = by_id(outputs)
+    assert isinstance(expected, EyeResult) and shown["current-eye"] == expected.picture
+    assert shown["current-caption"] == expected.caption and shown["pair-caption"] == expected.pair
+    assert shown["open-slider"] == 0.0  # a new eye starts at the slider's middle
+    assert shown["latent-map"] == gr.update(marks=expected.marks)
+    states = [value for component, value in outputs.items() if isinstance(component, gr.State)]
+    assert len(states) == 1 and states[0]["eyes"][-1]["name"] == expected.state["eyes"][-1]["name"]
+    # every key is one of the event's declared outputs: nothing can go to the wrong component
+    for name in ("on_point", "on_map_click", "on_upload", "on_sample", "on_sample_select", "on_slider", "on_interpolate"):
+        block_fn = next(f for f in demo.fns.values() if f.name == name)
+        assert all(isinstance(output, gr.components.Component) for output in block_fn.outputs)
+    sampled = page_function(demo, "on_sample")(3, state)
+    assert by_id(sampled)["samples"] == explorer.on_sample(3, state).gallery
+    moved = by_id(page_function(demo, "on_slider")(1.0, state))
+    assert set(moved) == {"current-eye", "current-caption"}
+    assert page_function(demo, "on_slider")(1.0, {"eyes": []}) == gr.skip()
+
+
+def test_page_text_follows_the_model_config(tmp_path):
+    torch.manual_seed(0)
+    rgb = VAEGAN(ModelConfig(image_size=32, channels=3, base_channels=8, latent_dim=8)).eval()
+    assert image_kind(rgb.config) == "32x32 RGB" and image_kind(ModelConfig()) == "64x64 grayscale"
+    demo = build_demo(rgb, None)
+    texts = " ".join(block.value for block in demo.blocks.values() if isinstance(block, gr.Markdown) and block.value)
+    labels = [block.label for block in demo.blocks.values() if isinstance(block, gr.Image)]
+    assert "32x32 RGB" in texts and "64x64" not in texts and "grayscale" not in texts
+    assert "What the model sees (32x32)" in labels
+    path = tmp_path / "eye.png"
+    make_eye(True, size=50).save(path)
+    result = Explorer(rgb, None, work_dir=tmp_path / "work").on_upload(str(path), None)
+    assert opened(result.seen).mode == "RGB" and opened(result.reconstruction).size == (DISPLAY_SIZE, DISPLAY_SIZE)
+
+
+def test_page_uses_system_fonts_only():
+    theme = launch_options()["theme"]
+    # Gradio's default theme points "Source Sans Pro" 600 at a file holding only "A", "B" and some Cyrillic:
+    # bold text mixed two fonts ("VAE-GAN" with small A's). System fonts come with no file to load.
+    assert "Source Sans" not in theme.font and "system-ui" in theme.font
+    assert theme._stylesheets == [] and "@font-face" not in theme._get_theme_css()
+
+
 def test_page_serves_plotly_locally(model, latent_map):
     demo = build_demo(model, latent_map)
     html = [block for block in demo.blocks.values() if isinstance(block, gr.HTML) and block.head]
@@ -289,8 +411,14 @@ def test_page_serves_plotly_locally(model, latent_map):
     assert 'src="gradio_api/file=' in head and "http" not in head  # relative URL: offline, works under a sub-path
     script = Path(head.split("file=")[1].split('"')[0])
     assert script.is_file() and "plotly.js v" in script.read_text()[:200]
-    assert html[0].js_on_load == MAP_SCRIPT.read_text(encoding="utf-8")  # the browser code ships beside ui.py
-    assert "point_click" in html[0].js_on_load and "map_click" in html[0].js_on_load
+    assert "trigger('point_click'" in html[0].js_on_load and "trigger('map_click'" in html[0].js_on_load
+    # what the script triggers reaches the callbacks: a point_click with {index} decodes that map point
+    events = {trigger[1]: block_fn.fn for block_fn in demo.fns.values() for trigger in block_fn.targets}
+    shown = by_id(events["point_click"](demo.explorer.initial_state(), event(index=5)))
+    np.testing.assert_array_equal(pixels(shown["current-eye"]), pixels(to_picture(decode(model, latent_map.mu[5])[0])))
+    x, y = (float(v) for v in latent_map.xy[5])
+    blended = by_id(events["map_click"](demo.explorer.initial_state(), event(x=x, y=y)))
+    assert f"nearest to ({x:.2f}, {y:.2f})" in blended["current-caption"]
     assert not any(isinstance(block, gr.Plot) for block in demo.blocks.values())  # Gradio's plotly.js would clash
 
 
@@ -300,15 +428,19 @@ def test_page_without_a_map(model, tmp_path):
     explorer = Explorer(model, None, work_dir=tmp_path)
     path = tmp_path / "eye.png"
     make_eye(False, size=70).save(path)
-    seen, reconstruction, verdict, state, picture, caption, slider, marks, *_ = explorer.on_upload(str(path), None)
-    assert opened(reconstruction).size == (DISPLAY_SIZE, DISPLAY_SIZE) and "no latent map" in verdict
-    assert marks is None and state["eyes"][-1]["where"] is None
-    grid, samples, state, *_ = explorer.on_sample(0, state)
-    assert len(grid) == SAMPLE_COUNT
-    assert opened(explorer.on_interpolate(4, state)[0]).width > 0
+    result = explorer.on_upload(str(path), None)
+    state = result.eye.state
+    assert opened(result.reconstruction).size == (DISPLAY_SIZE, DISPLAY_SIZE) and "no latent map" in result.verdict
+    assert result.eye.marks is None and state["eyes"][-1]["where"] is None
+    sampled = explorer.on_sample(0, state)
+    state = sampled.eye.state
+    assert len(sampled.gallery) == SAMPLE_COUNT
+    assert opened(explorer.on_interpolate(4, state).strip).width > 0
     with pytest.raises(gr.Error, match="no latent map"):
         explorer.on_point(None, event(index=0))
     assert explorer.initial_state()["eyes"][0]["where"] is None
+    shown = by_id(page_function(demo, "on_sample")(0, explorer.initial_state()))
+    assert "latent-map" not in shown and len(shown["samples"]) == SAMPLE_COUNT  # no map to mark
 
 
 def test_ui_and_app_import_without_umap():

@@ -1,11 +1,14 @@
 """The Gradio page: a clickable latent map, upload-and-encode, interpolation, sampling and an open <-> closed slider.
 
-`build_demo(model, latent_map)` returns the page; the callbacks are methods of `Explorer`, plain
-functions that tests call directly. The map is a plotly.js WebGL scatter inside a `gr.HTML`
-(Gradio's own plot components give no clicked point): plotly.js comes from the installed
-`plotly` package, the browser code is `ui_map.js` beside this file, the points are fetched once
-through a server function as base64 float32, and clicks come back as the custom events
-`point_click` / `map_click`. API clients decode a map point through the endpoint `/decode_point`.
+`build_demo(model, latent_map)` returns the page (launch it with `launch_options()`). The callbacks
+are methods of `Explorer`, which tests call directly: each returns a small named result
+(`EyeResult`, `UploadResult`, ...) that `build_demo` maps to a dict keyed by component.
+
+The map is a plotly.js WebGL scatter inside a `gr.HTML` (Gradio's own plot components give no
+clicked point): plotly.js comes from the installed `plotly` package, the browser code is
+`ui_map.js` beside this file, the points are fetched once through a server function as base64
+float32, and clicks come back as the custom events `point_click` / `map_click`. API clients decode a map point through the endpoint
+`/decode_point`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import hashlib
 import io
 import logging
 import os
+import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +33,12 @@ from PIL import Image
 from vaegan.data import LABEL_NAMES, load_image, to_uint8
 from vaegan.example_eyes import write_examples
 from vaegan.latent_map import LatentMap, slerp
+from vaegan.config import ModelConfig
 from vaegan.networks import VAEGAN
 
 logger = logging.getLogger(__name__)
 
-DISPLAY_SIZE = 256  # pixels of the shown eyes: a 64-pixel crop upscaled
+DISPLAY_SIZE = 256  # pixels of the shown eyes: the model's crop upscaled
 THUMB_SIZE = 128
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 NEIGHBOURS = 8  # latents blended for a click on empty map space
@@ -40,7 +46,8 @@ SAMPLE_COUNT = 16
 SLIDER_RANGE = 2.0  # in units of open_direction (the distance between the class means)
 COLOURS = {"A": "#c026d3", "B": "#059669"}
 
-EMPTY_STATE: dict[str, Any] = {"eyes": []}
+LABEL_OFFSET = (16, 30)  # pixels from a map mark to its label's near corner, in x and y
+EMPTY_STATE: dict[str, Any] = {"eyes": [], "uploads": 0}
 
 
 # ---------------------------------------------------------------- pictures and payloads
@@ -95,21 +102,72 @@ def points_payload(latent_map: LatentMap) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------- callbacks
+# ---------------------------------------------------------------- callbacks and their results
+
+
+@dataclass(frozen=True)
+class EyeResult:
+    """What every 'new eye' event shows; `build_demo` maps each field to its component (the slider goes back to 0)."""
+
+    state: dict[str, Any]  # the session: the last two eyes (A, B) and the number of uploads so far
+    picture: str  # path of the current eye's PNG
+    caption: str  # Markdown under the current eye
+    marks: list[dict[str, Any]] | None  # A / B annotations for the map; None without a map
+    pair: str  # Markdown naming A and B, above the Interpolate button
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """An encoded upload: what the encoder saw, its reconstruction, the open / closed verdict, and the new eye."""
+
+    seen: str
+    reconstruction: str
+    verdict: str
+    eye: EyeResult
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """A grid of prior samples (picture path, caption), the latents behind it, and the first sample as the new eye."""
+
+    gallery: list[tuple[str, str]]
+    samples: dict[str, Any]  # {"seed": int, "z": (S, Z)}
+    eye: EyeResult
+
+
+@dataclass(frozen=True)
+class MovedEye:
+    """The current eye moved along the open direction: its picture and caption (the state is unchanged)."""
+
+    picture: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class Interpolation:
+    """The A -> B path: a strip of frames and an animated GIF (paths)."""
+
+    strip: str
+    gif: str
 
 
 class Explorer:
-    """The page's callbacks; each takes and returns plain values (state is a dict with the last two eyes)."""
+    """The page's callbacks, testable without a page: they take plain values and return the results above.
 
-    def __init__(self, model: VAEGAN, latent_map: LatentMap | None, work_dir: str | os.PathLike | None = None):
+    Everything runs on the model's device (inputs are moved there, results come back as numpy), and
+    the pictures are PNG / GIF files written to `picture_dir` (build_demo puts it in Gradio's cache,
+    from where the page serves them as they are).
+    """
+
+    def __init__(self, model: VAEGAN, latent_map: LatentMap | None, work_dir: str | os.PathLike | None = None,
+                 picture_dir: str | os.PathLike | None = None):
         self.model = model.eval()
+        self.device = next(model.parameters()).device
         self.latent_map = latent_map
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="vaegan-ui-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        # the pictures the page shows, in Gradio's cache folder (served from there as they are), one folder per page
-        cache = Path(get_upload_folder())
-        cache.mkdir(parents=True, exist_ok=True)
-        self.picture_dir = Path(tempfile.mkdtemp(prefix="vaegan-", dir=cache))
+        self.picture_dir = Path(picture_dir) if picture_dir is not None else self.work_dir / "pictures"
+        self.picture_dir.mkdir(parents=True, exist_ok=True)
         self.open_direction = None if latent_map is None else latent_map.open_direction.astype(np.float32)
 
     # ---- helpers
@@ -134,21 +192,37 @@ class Explorer:
                 "where": None if where is None else [float(where[0]), float(where[1])]}
 
     def marks(self, eyes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Annotations for the map: where A and B (the last two eyes) are."""
+        """Annotations for the map: where A and B (the last two eyes) are, labelled so that the labels never overlap.
+
+        Of two marks, the upper one's label goes above it and the lower one's below (A's below where
+        they coincide), each box anchored at its edge nearest the mark: one box lies wholly above the
+        other, however close the eyes are and however the map is zoomed. Each label leans toward the
+        middle of the map, where there is room for it.
+        """
+        if self.latent_map is None:
+            return []
+        tagged = [(tag, eye) for tag, eye in zip(("A", "B")[-len(eyes):] if eyes else (), eyes) if eye["where"] is not None]
+        middle = float(self.latent_map.xy[:, 0].min() + self.latent_map.xy[:, 0].max()) / 2
         out = []
-        for tag, eye in zip(("A", "B")[-len(eyes):] if eyes else (), eyes):
-            if eye["where"] is not None:
-                out.append({"x": eye["where"][0], "y": eye["where"][1], "text": f"{tag}: {eye['name']}", "color": COLOURS[tag]})
+        for tag, eye in tagged:
+            x, y = eye["where"]
+            other = next((o["where"] for t, o in tagged if t != tag), None)
+            up = True if other is None else (y > other[1] or (y == other[1] and tag == "B"))
+            right = x <= middle
+            out.append({"x": x, "y": y, "text": f"{tag}: {eye['name']}", "color": COLOURS[tag],
+                        "ax": LABEL_OFFSET[0] if right else -LABEL_OFFSET[0],
+                        "ay": -LABEL_OFFSET[1] if up else LABEL_OFFSET[1],  # pixels: screen y grows downwards
+                        "xanchor": "left" if right else "right", "yanchor": "bottom" if up else "top"})
         return out
 
-    def _show(self, state: dict[str, Any] | None, eye: dict[str, Any]) -> tuple:
-        """Make eye the current one (B; the previous B becomes A); outputs of every 'new eye' event."""
-        eyes = ((state or EMPTY_STATE)["eyes"] + [eye])[-2:]
-        state = {"eyes": eyes}
+    def show(self, state: dict[str, Any] | None, eye: dict[str, Any]) -> EyeResult:
+        """Make `eye` the current one (B; the previous B becomes A)."""
+        state = state or EMPTY_STATE
+        eyes = (state["eyes"] + [eye])[-2:]
         pair = (f"**A:** {eyes[0]['name']} &nbsp;→&nbsp; **B:** {eyes[-1]['name']}" if len(eyes) == 2
                 else f"**B:** {eyes[-1]['name']}. Pick one more eye for A.")
-        marks = gr.update(marks=self.marks(eyes)) if self.latent_map is not None else None
-        return state, self.picture(eye["image"]), eye["caption"], 0.0, marks, pair
+        marks = self.marks(eyes) if self.latent_map is not None else None
+        return EyeResult({**state, "eyes": eyes}, self.picture(eye["image"]), eye["caption"], marks, pair)
 
     def _map_eye(self, index: Any) -> dict[str, Any]:
         """The eye of map point `index`: its mu decoded; gr.Error for a point not on the map."""
@@ -164,9 +238,9 @@ class Explorer:
 
     # ---- events
 
-    def on_point(self, state: dict[str, Any] | None, evt: gr.EventData) -> tuple:
+    def on_point(self, state: dict[str, Any] | None, evt: gr.EventData) -> EyeResult:
         """A click on a map point: decode that point's mu."""
-        return self._show(state, self._map_eye(evt.index))
+        return self.show(state, self._map_eye(evt.index))
 
     def decode_point(self, index: float | None) -> tuple[str, dict[str, Any]]:
         """The API endpoint `/decode_point`: map point `index` decoded, with its label, P(open) and map position."""
@@ -180,7 +254,7 @@ class Explorer:
             "y": eye["where"][1],
         }
 
-    def on_map_click(self, state: dict[str, Any] | None, evt: gr.EventData) -> tuple:
+    def on_map_click(self, state: dict[str, Any] | None, evt: gr.EventData) -> EyeResult:
         """A click on empty map space: decode the inverse-distance blend of the nearest points' latents."""
         if self.latent_map is None:
             raise gr.Error("This model has no latent map.")
@@ -189,41 +263,48 @@ class Explorer:
         labels = self.latent_map.labels[nearest]
         caption = (f"**Blend of the {len(nearest)} eyes nearest to ({x:.2f}, {y:.2f})** "
                    f"({int((labels == 1).sum())} open, {int((labels == 0).sum())} closed). {self._probe_text(z)}")
-        return self._show(state, self._eye(f"blend at ({x:.1f}, {y:.1f})", z, caption, (x, y)))
+        return self.show(state, self._eye(f"blend at ({x:.1f}, {y:.1f})", z, caption, (x, y)))
 
     @torch.no_grad()
-    def on_upload(self, upload: Any, state: dict[str, Any] | None) -> tuple:
-        """An uploaded photo: preprocess as in training, encode, reconstruct, place on the map, predict."""
+    def on_upload(self, upload: Any, state: dict[str, Any] | None) -> UploadResult | None:
+        """An uploaded photo: preprocess as in training, encode, reconstruct, place on the map, predict.
+
+        None when nothing changes: the upload was cleared, or is the file of the current eye. Uploads
+        are named "upload N (file name)" so that A and B can be told apart.
+        """
         path = _upload_path(upload)
-        if path is None:
-            return tuple(gr.update() for _ in range(9))
-        x = read_upload(path, self.model)
-        mu, _ = self.model.encode(x[None])  # (1, Z)
+        state = state or EMPTY_STATE
+        if path is None or (state["eyes"] and state["eyes"][-1].get("file") == path):
+            return None  # cleared, or the current eye already: after an example, Gradio reports a new upload twice
+        x = read_upload(path, self.model)  # (C, H, W) on the CPU
+        mu, _ = self.model.encode(x[None].to(self.device))  # (1, Z)
         z = mu[0].cpu().numpy().astype(np.float32)
         where = self.latent_map.place(z[None])[0] if self.latent_map is not None else None
         seen = to_uint8(x).permute(1, 2, 0).numpy()  # (H, W, C) what the encoder saw
-        eye = self._eye("your upload", z, "", where)
+        number = state.get("uploads", 0) + 1
+        name = f"upload {number}" + (f" ({file})" if (file := _upload_name(upload, path)) else "")
         p = self.probability(z)
         verdict = f"Predicted **{LABEL_NAMES[int(p >= 0.5)]}** (P(open) = {p:.2f})." if p is not None else (
             "No open / closed prediction: this model has no latent map.")
-        eye["caption"] = f"**Your upload**, reconstructed. {verdict}"
-        return (self.picture(seen), self.picture(eye["image"]), verdict, *self._show(state, eye))
+        eye = {**self._eye(name, z, f"**Your {name}**, reconstructed. {verdict}", where), "file": path}
+        return UploadResult(self.picture(seen), self.picture(eye["image"]), verdict,
+                            self.show({**state, "uploads": number}, eye))
 
-    def on_slider(self, amount: float, state: dict[str, Any] | None) -> tuple:
-        """Move the current eye along the closed -> open direction by `amount` and decode it."""
+    def on_slider(self, amount: float, state: dict[str, Any] | None) -> MovedEye | None:
+        """Move the current eye along the closed -> open direction by `amount` and decode it; None without an eye."""
         eyes = (state or EMPTY_STATE)["eyes"]
         if not eyes:
-            return gr.update(), gr.update()
+            return None
         eye = eyes[-1]
         if self.open_direction is None or amount == 0:
-            return self.picture(eye["image"]), eye["caption"]
+            return MovedEye(self.picture(eye["image"]), eye["caption"])
         z = eye["z"] + float(amount) * self.open_direction
         direction = "open" if amount > 0 else "closed"
         caption = f"**{eye['name']}**, moved {abs(amount):.1f} × toward **{direction}**. {self._probe_text(z)}"
-        return self.picture(decode(self.model, z)[0]), caption
+        return MovedEye(self.picture(decode(self.model, z)[0]), caption)
 
-    def on_interpolate(self, steps: int, state: dict[str, Any] | None) -> tuple[str, str]:
-        """Decode the slerp path from A to B: a strip of frames and an animated GIF (their paths)."""
+    def on_interpolate(self, steps: int, state: dict[str, Any] | None) -> Interpolation:
+        """Decode the slerp path from A to B: a strip of frames and an animated GIF."""
         eyes = (state or EMPTY_STATE)["eyes"]
         if len(eyes) < 2:
             raise gr.Error("Pick two eyes first: click two points on the map, upload photos or sample.")
@@ -238,14 +319,14 @@ class Explorer:
         big = [to_picture(frame, DISPLAY_SIZE // 4 * 3) for frame in frames]
         loop = big + big[-2:0:-1]  # there and back
         gif = save_picture(loop[0], self.picture_dir, "interpolation", ".gif", save_all=True, append_images=loop[1:], duration=90, loop=0)
-        return save_picture(strip, self.picture_dir, "interpolation-strip"), gif
+        return Interpolation(save_picture(strip, self.picture_dir, "interpolation-strip"), gif)
 
     def sample_latents(self, seed: int | float | None) -> np.ndarray:
         """SAMPLE_COUNT latents from the prior N(0, I), seeded by an explicit generator: (S, Z)."""
         generator = torch.Generator().manual_seed(int(seed or 0))
         return torch.randn(SAMPLE_COUNT, self.model.config.latent_dim, generator=generator).numpy()
 
-    def on_sample(self, seed: int | float | None, state: dict[str, Any] | None) -> tuple:
+    def on_sample(self, seed: int | float | None, state: dict[str, Any] | None) -> SampleResult:
         """A grid of prior samples for a seed; the first becomes the current eye."""
         if seed is None or not np.isfinite(seed) or seed < 0:
             raise gr.Error("The seed must be a whole number from 0 upwards.")
@@ -253,14 +334,13 @@ class Explorer:
         images = decode(self.model, z)
         gallery = [(self.picture(image, THUMB_SIZE), f"sample {i + 1}") for i, image in enumerate(images)]
         samples = {"seed": int(seed), "z": z}
-        return (gallery, samples, *self._show(state, self._sample_eye(samples, 0, images[0])))
+        return SampleResult(gallery, samples, self.show(state, self._sample_eye(samples, 0, images[0])))
 
-    def on_sample_select(self, samples: dict[str, Any] | None, state: dict[str, Any] | None, evt: gr.SelectData) -> tuple:
+    def on_sample_select(self, samples: dict[str, Any] | None, state: dict[str, Any] | None, evt: gr.SelectData) -> EyeResult:
         """A sample picked in the grid becomes the current eye."""
         if not samples:
             raise gr.Error("Draw samples first.")
-        index = int(evt.index)
-        return self._show(state, self._sample_eye(samples, index))
+        return self.show(state, self._sample_eye(samples, int(evt.index)))
 
     def _sample_eye(self, samples: dict[str, Any], index: int, image: np.ndarray | None = None) -> dict[str, Any]:
         z = samples["z"][index]
@@ -269,17 +349,24 @@ class Explorer:
         if self.latent_map is not None:
             near = self.latent_map.nearest(z)
             where = self.latent_map.xy[near]
-            extra = f" Nearest real eye: #{near} ({LABEL_NAMES[int(self.latent_map.labels[near])]}), marked on the map."
-        caption = f"**{name.capitalize()}**, drawn from the prior. {self._probe_text(z)}{extra}"
+            # a sample has no label of its own: the map's label is that of the real eye it lies closest to
+            extra = (f" Nearest real eye: #{near}, the closest latent on the map, marked there to show where the sample lies; "
+                     f"its label ({LABEL_NAMES[int(self.latent_map.labels[near])]}) is that eye's, not the sample's.")
+        caption = f"**{name.capitalize()}**, drawn from the prior. {self._probe_text(z)}{'.' if extra else ''}{extra}"
         return self._eye(name, z, caption, where, image)
 
     def initial_state(self) -> dict[str, Any]:
         """Two eyes to start with: the most confidently closed and open map points, or two prior samples."""
         if self.latent_map is None:
             samples = {"seed": 0, "z": self.sample_latents(0)}
-            return {"eyes": [self._sample_eye(samples, 0), self._sample_eye(samples, 1)]}
+            return {"eyes": [self._sample_eye(samples, 0), self._sample_eye(samples, 1)], "uploads": 0}
         p = self.latent_map.predict_open(self.latent_map.mu)
-        return {"eyes": [self._map_eye(int(np.argmin(p))), self._map_eye(int(np.argmax(p)))]}
+        return {"eyes": [self._map_eye(int(np.argmin(p))), self._map_eye(int(np.argmax(p)))], "uploads": 0}
+
+    def initial_view(self) -> EyeResult:
+        """What the page shows before any event: the initial two eyes as A and B."""
+        first, second = self.initial_state()["eyes"]
+        return self.show({"eyes": [first], "uploads": 0}, second)
 
 
 def _upload_path(upload: Any) -> str | None:
@@ -291,6 +378,13 @@ def _upload_path(upload: Any) -> str | None:
     if isinstance(upload, dict):
         return upload.get("path")
     return getattr(upload, "path", None)
+
+
+def _upload_name(upload: Any, path: str) -> str:
+    """The uploaded file's own name, made safe for Markdown and the map (letters, digits, `._-`), at most 32 characters."""
+    name = upload.get("orig_name") if isinstance(upload, dict) else getattr(upload, "orig_name", None)
+    name = re.sub(r"[^\w.\-]+", "_", Path(name or path).name)
+    return name if len(name) <= 32 else name[:14] + "…" + name[-14:]
 
 
 def read_upload(path: str | os.PathLike, model: VAEGAN) -> torch.Tensor:
@@ -317,13 +411,41 @@ MAP_CSS = """
 .vaegan-map { width: 100%; height: min(68vh, 560px); min-height: 360px; }
 .vaegan-map-note { font-size: var(--text-sm); color: var(--body-text-color-subdued); margin: 4px 2px 0; }
 """
+# Gradio 6.31's default theme declares "Source Sans Pro" at weight 600 from a file that holds only
+# "A", "B", the space and some Cyrillic: in bold text every other letter falls back to the system
+# font, so "VAE-GAN" and "A → B" showed smaller A's and B's (online as well as offline). System
+# fonts need no file and render every letter from one font.
+SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Noto Sans", "Liberation Sans",
+                "Arial", "sans-serif")
+MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace")
+PAGE_CSS = """
+/* The sample number stays the thumbnail's accessible name, out of sight: as a label it covered the eye. */
+#samples .caption-label { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
+  clip: rect(0 0 0 0); border: 0; }
+/* On a phone, 4 samples to a row (Gradio's columns=8 would run off the screen), the grid as tall as it needs. */
+@media (max-width: 640px) {
+  #samples, #samples .gallery-container, #samples .grid-wrap { height: auto !important; }
+  #samples .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)); grid-template-rows: none; grid-auto-rows: auto; }
+  #samples .thumbnail-item { height: auto; }
+}
+"""
+# Gradio highlights the example under the pointer and keeps it highlighted until the pointer leaves;
+# a file dropped, pasted or picked on a touch screen never moves it away. A new upload ends it.
+UNHIGHLIGHT_EXAMPLES = """() => {
+  document.querySelectorAll('#examples .gallery-item').forEach(item => item.dispatchEvent(new MouseEvent('mouseleave')));
+}"""
 
 INTRO = """
 # Eyes VAE-GAN explorer
-A VAE-GAN encodes each 64x64 grayscale eye crop as a {latent_dim}-number latent vector and decodes latents back into eyes.
+A VAE-GAN encodes each {image} eye crop as a {latent_dim}-number latent vector and decodes latents back into eyes.
 **Click the map** to decode an eye, **upload** a photo to encode it, **interpolate** between two eyes,
 push an eye toward **open or closed**, or **sample** new eyes from the prior.
 """
+
+
+def image_kind(config: ModelConfig) -> str:
+    """The model's input in words, e.g. "64x64 grayscale" or "128x128 RGB"."""
+    return f"{config.image_size}x{config.image_size} {'grayscale' if config.channels == 1 else 'RGB'}"
 
 
 def plotly_js_path() -> Path:
@@ -333,13 +455,21 @@ def plotly_js_path() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
+def launch_options() -> dict[str, Any]:
+    """Keyword arguments of `demo.launch` that belong to the page (Gradio 6 takes the theme and CSS at launch)."""
+    theme = gr.themes.Default(font=list(SYSTEM_FONTS), font_mono=list(MONO_FONTS))
+    return {"theme": theme, "css": PAGE_CSS, "max_file_size": MAX_UPLOAD_BYTES}
+
+
 def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
-    """The explorer page for a model and its latent map (None: the page without the map)."""
-    explorer = Explorer(model, latent_map)
+    """The explorer page for a model and its latent map (None: the page without the map); launch it with `launch_options()`."""
+    cache = Path(get_upload_folder())  # Gradio serves files from its cache folder as they are
+    cache.mkdir(parents=True, exist_ok=True)
+    explorer = Explorer(model, latent_map, picture_dir=tempfile.mkdtemp(prefix="vaegan-", dir=cache))
     examples = write_examples(explorer.work_dir)
-    first, second = explorer.initial_state()["eyes"]
-    state0, eye_picture, eye_caption, _, _, pair_caption = explorer._show({"eyes": [first]}, second)
+    start = explorer.initial_view()
     has_map = latent_map is not None
+    image = image_kind(model.config)
     if has_map:
         plotly_js = plotly_js_path()
         gr.set_static_paths([str(plotly_js)])
@@ -351,14 +481,13 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
     # Every decoded picture is written to Gradio's cache: clear files older than an hour every 30 min,
     # or a busy page fills the disk (each slider position and upload is a new file).
     with gr.Blocks(title="Eyes VAE-GAN explorer", delete_cache=(1800, 3600)) as demo:
-        state = gr.State(state0)
+        state = gr.State(start.state)
         samples = gr.State(None)
-        intro = INTRO.format(latent_dim=model.config.latent_dim)
+        intro = INTRO.format(image=image, latent_dim=model.config.latent_dim)
         gr.Markdown(intro if has_map else intro.replace("**Click the map** to decode an eye, ", ""))
         if not has_map:
             gr.Markdown("*This model has no latent map, so there is no map to click and no open / closed probe. "
                         "Upload, interpolation and sampling still work.*")
-            plot = gr.State(None)  # sink for the map annotations
         with gr.Row(equal_height=False):
             if has_map:
                 with gr.Column(scale=3, min_width=320):
@@ -369,58 +498,105 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
                         head=f'<script src="gradio_api/file={plotly_js}"></script>',
                         server_functions=[get_points],
                         elem_id="latent-map",
-                        marks=explorer.marks(state0["eyes"]),
+                        marks=start.marks,
                         min_height=400,
                     )
             with gr.Column(scale=2, min_width=280):
-                eye_image = gr.Image(eye_picture, label="Current eye (B)", format="png", height=DISPLAY_SIZE + 24,
+                eye_image = gr.Image(start.picture, label="Current eye (B)", format="png", height=DISPLAY_SIZE + 24,
                                      interactive=False, buttons=["download"], elem_id="current-eye")
-                eye_text = gr.Markdown(eye_caption, elem_id="current-caption")
+                eye_text = gr.Markdown(start.caption, elem_id="current-caption")
                 slider = gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, value=0.0, step=0.1, label="closed ←  → open",
                                    info="Moves the current eye along the direction from the mean closed to the mean open latent.",
                                    visible=has_map, elem_id="open-slider")
         with gr.Tabs():
             with gr.Tab("Upload", id="upload"):
-                gr.Markdown("Upload a photo of one eye, ideally cropped like the examples. It is converted to 64x64 grayscale "
+                gr.Markdown(f"Upload a photo of one eye, ideally cropped like the examples. It is converted to {image} "
                             "as in training, encoded, decoded, placed on the map and classified open / closed.")
-                with gr.Row():
-                    upload = gr.Image(label="Eye photo", type="filepath", sources=["upload", "clipboard"], height=280,
-                                      elem_id="upload-image")
-                    seen = gr.Image(label="What the model sees (64x64)", format="png", interactive=False, height=280,
-                                    buttons=["download"])
-                    reconstruction = gr.Image(label="Reconstruction", format="png", interactive=False, height=280,
-                                              buttons=["download"], elem_id="reconstruction")
+                # the upload on its own, the two results side by side: on a phone they stack as 1 + 2, not 2 + 1
+                with gr.Row(elem_id="upload-row"):
+                    with gr.Column(scale=1, min_width=240):
+                        upload = gr.Image(label="Eye photo", type="filepath", sources=["upload", "clipboard"], height=280,
+                                          elem_id="upload-image")
+                    with gr.Column(scale=2, min_width=330):
+                        with gr.Row():
+                            seen = gr.Image(label=f"What the model sees ({model.config.image_size}x{model.config.image_size})",
+                                            format="png", interactive=False, height=280, buttons=["download"], elem_id="seen")
+                            reconstruction = gr.Image(label="Reconstruction", format="png", interactive=False, height=280,
+                                                      buttons=["download"], elem_id="reconstruction")
                 upload_text = gr.Markdown(elem_id="upload-caption")
                 gr.Examples(examples, inputs=upload, label="Drawn example eyes (not real photos)", elem_id="examples")
             with gr.Tab("Interpolate", id="interpolate"):
                 gr.Markdown("A and B are the last two eyes you clicked, uploaded or sampled. The path between their latents "
                             "follows the sphere (slerp), where prior samples live.")
-                with gr.Row(equal_height=True):
-                    pair_text = gr.Markdown(pair_caption, elem_id="pair-caption")
-                    steps = gr.Slider(3, 16, value=8, step=1, label="Frames")
-                    interpolate = gr.Button("Interpolate A → B", variant="primary", elem_id="interpolate-button")
+                with gr.Row(equal_height=True):  # columns wide enough that on a phone each takes a row of its own
+                    with gr.Column(scale=2, min_width=300):
+                        pair_text = gr.Markdown(start.pair, elem_id="pair-caption")
+                    with gr.Column(scale=1, min_width=200):
+                        steps = gr.Slider(3, 16, value=8, step=1, label="Frames")
+                    with gr.Column(scale=1, min_width=200):
+                        interpolate = gr.Button("Interpolate A → B", variant="primary", elem_id="interpolate-button")
                 strip = gr.Image(label="A → B", format="png", interactive=False, buttons=["download"], elem_id="strip")
                 gif = gr.File(label="Animated GIF", elem_id="gif")
             with gr.Tab("Sample", id="sample"):
                 gr.Markdown("Decode latents drawn from the prior N(0, I). The same seed always gives the same grid. "
-                            "Click a sample to make it the current eye" + ("; its nearest real eye is marked on the map." if has_map else "."))
+                            "Click a sample to make it the current eye" + ("; the real eye whose latent is closest to it "
+                                                                            "is marked on the map." if has_map else "."))
                 with gr.Row():
                     seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="seed")
                     sample = gr.Button("Sample", variant="primary", elem_id="sample-button")
                 gallery = gr.Gallery(label="Prior samples", columns=8, rows=2, height=340, allow_preview=False,
                                      elem_id="samples", format="png")
 
-        new_eye = [state, eye_image, eye_text, slider, plot, pair_text]
+        # ---- the results mapped to components: a dict keyed by component, so no order can drift
+        new_eye = [state, eye_image, eye_text, slider, pair_text] + ([plot] if has_map else [])
+
+        def eye_outputs(result: EyeResult) -> dict:
+            outputs = {state: result.state, eye_image: result.picture, eye_text: result.caption, slider: 0.0,
+                       pair_text: result.pair}
+            if has_map:
+                outputs[plot] = gr.update(marks=result.marks)
+            return outputs
+
+        def on_point(state_value: dict[str, Any] | None, evt: gr.EventData) -> dict:
+            return eye_outputs(explorer.on_point(state_value, evt))
+
+        def on_map_click(state_value: dict[str, Any] | None, evt: gr.EventData) -> dict:
+            return eye_outputs(explorer.on_map_click(state_value, evt))
+
+        def on_upload(file: Any, state_value: dict[str, Any] | None) -> dict:
+            result = explorer.on_upload(file, state_value)
+            if result is None:  # the upload was cleared
+                return gr.skip()
+            return {seen: result.seen, reconstruction: result.reconstruction, upload_text: result.verdict,
+                    **eye_outputs(result.eye)}
+
+        def on_slider(amount: float, state_value: dict[str, Any] | None) -> dict:
+            result = explorer.on_slider(amount, state_value)
+            return gr.skip() if result is None else {eye_image: result.picture, eye_text: result.caption}
+
+        def on_interpolate(frames: int, state_value: dict[str, Any] | None) -> dict:
+            result = explorer.on_interpolate(frames, state_value)
+            return {strip: result.strip, gif: result.gif}
+
+        def on_sample(seed_value: float | None, state_value: dict[str, Any] | None) -> dict:
+            result = explorer.on_sample(seed_value, state_value)
+            return {gallery: result.gallery, samples: result.samples, **eye_outputs(result.eye)}
+
+        def on_sample_select(samples_value: dict[str, Any] | None, state_value: dict[str, Any] | None,
+                             evt: gr.SelectData) -> dict:
+            return eye_outputs(explorer.on_sample_select(samples_value, state_value, evt))
+
         quick = {"show_progress": "hidden", "trigger_mode": "always_last"}
         if has_map:
-            plot.point_click(explorer.on_point, inputs=[state], outputs=new_eye, **quick)
-            plot.map_click(explorer.on_map_click, inputs=[state], outputs=new_eye, **quick)
-        upload.change(explorer.on_upload, inputs=[upload, state], outputs=[seen, reconstruction, upload_text, *new_eye],
+            plot.point_click(on_point, inputs=[state], outputs=new_eye, **quick)
+            plot.map_click(on_map_click, inputs=[state], outputs=new_eye, **quick)
+        upload.change(on_upload, inputs=[upload, state], outputs=[seen, reconstruction, upload_text, *new_eye],
                       preprocess=False, show_progress_on=[reconstruction])
-        slider.input(explorer.on_slider, inputs=[slider, state], outputs=[eye_image, eye_text], **quick)
-        interpolate.click(explorer.on_interpolate, inputs=[steps, state], outputs=[strip, gif], show_progress_on=[strip])
-        sample.click(explorer.on_sample, inputs=[seed, state], outputs=[gallery, samples, *new_eye], show_progress_on=[gallery])
-        gallery.select(explorer.on_sample_select, inputs=[samples, state], outputs=new_eye, show_progress="hidden")
+        upload.upload(None, js=UNHIGHLIGHT_EXAMPLES)
+        slider.input(on_slider, inputs=[slider, state], outputs=[eye_image, eye_text], **quick)
+        interpolate.click(on_interpolate, inputs=[steps, state], outputs=[strip, gif], show_progress_on=[strip])
+        sample.click(on_sample, inputs=[seed, state], outputs=[gallery, samples, *new_eye], show_progress_on=[gallery])
+        gallery.select(on_sample_select, inputs=[samples, state], outputs=new_eye, show_progress="hidden")
         if has_map:  # the map's click events carry their data outside the API: an endpoint for clients, no trigger
             with gr.Group(visible=False):  # components the API needs in the page config, never shown
                 api_index = gr.Number(label="index", precision=0)

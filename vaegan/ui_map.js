@@ -13,6 +13,12 @@ function unpack(text, Type) {
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
   return new Type(bytes.buffer);
 }
+function padded(values, share) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  const pad = (hi - lo) * share || 1;
+  return [lo - pad, hi + pad];
+}
 function ink() { return getComputedStyle(element).color || '#444'; }
 function paper() {
   const dark = document.body.classList.contains('dark') || !!document.querySelector('.gradio-container.dark, .dark .gradio-container');
@@ -21,13 +27,30 @@ function paper() {
 function marksLayout(marks) {
   const annotations = [], shapes = [];
   for (const m of marks || []) {
+    // ax / ay / anchors come from Python: A's and B's labels lean away from each other, so they never overlap
     annotations.push({x: m.x, y: m.y, text: m.text, showarrow: true, arrowhead: 2, arrowwidth: 1.5,
-      arrowcolor: m.color, ax: 28, ay: -32, bgcolor: paper(), bordercolor: m.color, borderwidth: 1.5,
-      borderpad: 3, font: {size: 12, color: ink()}});
+      arrowcolor: m.color, ax: m.ax, ay: m.ay, xanchor: m.xanchor, yanchor: m.yanchor, bgcolor: paper(),
+      bordercolor: m.color, borderwidth: 1.5, borderpad: 3, font: {size: 12, color: ink()}});
     shapes.push({type: 'circle', xref: 'x', yref: 'y', xsizemode: 'pixel', ysizemode: 'pixel',
       xanchor: m.x, yanchor: m.y, x0: -9, x1: 9, y0: -9, y1: 9, line: {color: m.color, width: 3}});
   }
   return {annotations, shapes};
+}
+// On a narrow map (a phone) the legend and Plotly's toolbar would share the top edge: the legend moves below
+// the map, the toolbar stays visible (touch screens have no hover to reveal it) and keeps only the zoom buttons.
+const NARROW_PX = 600;
+function isNarrow() { return box.clientWidth < NARROW_PX; }
+function legendLayout(narrow) {
+  return narrow ? {orientation: 'h', x: 0, y: 0, yanchor: 'top', itemsizing: 'constant'}
+                : {orientation: 'h', x: 0, y: 1.0, yanchor: 'bottom', itemsizing: 'constant'};
+}
+function plotConfig(narrow) {
+  return {responsive: true, displaylogo: false, scrollZoom: true, doubleClick: false, displayModeBar: narrow ? true : 'hover',
+    modeBarButtonsToRemove: ['select2d', 'lasso2d', 'toImage'].concat(narrow ? ['zoom2d', 'pan2d', 'autoScale2d'] : [])};
+}
+function hint(n, narrow) {
+  const how = narrow ? 'Drag to pan; zoom with + and − above the map.' : 'Drag to pan, scroll to zoom.';
+  return `${n.toLocaleString()} eyes. ${narrow ? 'Tap' : 'Click'} a dot to decode it, or empty space to decode a blend of the nearest dots. ${how}`;
 }
 function showMarks() { if (box.dataset.ready === '1') Plotly.relayout(box, marksLayout(props.marks)); }
 function recolour() {
@@ -51,16 +74,18 @@ async function draw() {
       marker: {size: size, color: FILL[name] || '#888', opacity: 0.75},
       hovertemplate: `${name} eye #%{customdata}<extra></extra>`};
   });
+  let narrow = isNarrow();
   const axis = {showticklabels: false, zeroline: false, showgrid: true, gridcolor: 'rgba(128,128,128,0.18)', ticks: ''};
   const layout = Object.assign({
     margin: {l: 10, r: 10, t: 36, b: 10}, paper_bgcolor: 'rgba(0,0,0,0)', plot_bgcolor: 'rgba(0,0,0,0)',
     font: {color: ink(), size: 13}, dragmode: 'pan', hovermode: 'closest', uirevision: 'keep',
-    legend: {orientation: 'h', x: 0, y: 1.0, yanchor: 'bottom', itemsizing: 'constant'},
+    legend: legendLayout(narrow),
     modebar: {bgcolor: 'rgba(0,0,0,0)', color: 'rgba(128,128,128,0.75)', activecolor: ink()},
-    xaxis: {...axis}, yaxis: {...axis},  // copies: Plotly writes each axis's range back into its object
+    // copies: Plotly writes each axis's range back into its object. Room above and below the points for the
+    // A / B labels, which go above the upper mark and below the lower one.
+    xaxis: {...axis}, yaxis: {...axis, range: padded(y, 0.12)},
   }, marksLayout(props.marks));
-  await Plotly.newPlot(box, traces, layout, {responsive: true, displaylogo: false, scrollZoom: true,
-    doubleClick: false, modeBarButtonsToRemove: ['select2d', 'lasso2d', 'toImage']});
+  await Plotly.newPlot(box, traces, layout, plotConfig(narrow));
   box.on('plotly_click', ev => {
     const point = ev.points && ev.points[0];
     if (!point || point.customdata === undefined) return;
@@ -86,7 +111,13 @@ async function draw() {
     trigger('map_click', {x: layout.xaxis.p2l(px), y: layout.yaxis.p2l(py)});
   });
   box.dataset.ready = '1';
-  note.textContent = `${labels.length.toLocaleString()} eyes. Click a dot to decode it, or empty space to decode a blend of the nearest dots. Drag to pan, scroll to zoom.`;
+  note.textContent = hint(labels.length, narrow);
+  new ResizeObserver(() => {  // a phone turned, a window resized: switch layouts when the map crosses NARROW_PX
+    if (isNarrow() === narrow) return;
+    narrow = isNarrow();
+    Plotly.react(box, box.data, Object.assign({}, box.layout, {legend: legendLayout(narrow)}), plotConfig(narrow));
+    note.textContent = hint(labels.length, narrow);
+  }).observe(box);
   new MutationObserver(recolour).observe(document.body, {attributes: true, attributeFilter: ['class']});
 }
 
