@@ -98,7 +98,7 @@ def server_times(explorer, latent_map, clicks: int, upload: Path) -> dict[str, l
     lo, hi = latent_map.xy.min(0), latent_map.xy.max(0)
     for i in range(clicks):
         start = time.perf_counter()
-        state = explorer.on_point(state, gr.EventData(None, {"index": int(rng.integers(len(latent_map)))}))[0]
+        state = explorer.on_point(state, gr.EventData(None, {"index": int(rng.integers(len(latent_map)))})).state
         times["point click"].append(time.perf_counter() - start)
         x, y = rng.uniform(lo, hi)
         start = time.perf_counter()
@@ -131,12 +131,12 @@ def synthetic_map(latent_map, n: int):
 
 
 def launch(model, latent_map):
-    from vaegan.ui import build_demo
+    from vaegan.ui import build_demo, launch_options
 
     demo = build_demo(model, latent_map)
     demo.queue(default_concurrency_limit=max(2, min(8, os.cpu_count() or 1)))  # as app.py does
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     return demo, f"http://127.0.0.1:{port}/"
 
 

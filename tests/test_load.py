@@ -16,7 +16,7 @@ from conftest import free_port, random_latent_map, tiny_model
 from gradio_client import Client
 from PIL import Image
 
-from vaegan.ui import DISPLAY_SIZE, build_demo, decode, to_picture
+from vaegan.ui import DISPLAY_SIZE, build_demo, decode, launch_options, to_picture
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -34,7 +34,7 @@ def served():
     demo = build_demo(model, latent_map)
     demo.queue(default_concurrency_limit=2, max_size=64)  # as app.py on 2 cores
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     yield f"http://127.0.0.1:{port}/", model, latent_map
     demo.close()
 
