@@ -1,4 +1,7 @@
-"""Train a VAE-GAN on eye crops: python train.py --data-dir DIR --epochs N [--push-to-hub USER/NAME]."""
+"""Train a VAE-GAN on eye crops: python train.py --data-dir DIR --epochs N [--push-to-hub USER/NAME].
+
+The wiring: flags -> configs -> data -> Trainer.fit() -> pipeline.write_model_dir() -> optional push.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import inspect
 import logging
 import os
 import re
+import shlex
 import sys
 import time
 import typing
@@ -88,10 +92,14 @@ def check_writable(out_dir: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run training; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    argv = sys.argv[1:] if argv is None else list(argv)
     train_config, model_config, args = parse_args(argv)
+    import torch
+
     from vaegan.data import DataError, download_kaggle, load_dataset
     from vaegan.hub import HubError, push_model_dir
     from vaegan.networks import validate_config
+    from vaegan.pipeline import write_model_dir
     from vaegan.trainer import Trainer, TrainingError, make_accelerator, validate_train_config
 
     try:
@@ -112,9 +120,18 @@ def main(argv: list[str] | None = None) -> int:
                 cache_dir=train_config.cache_dir,
                 num_workers=train_config.num_workers,
             )
+        # one seed for the process: model initialisation, then every step's noise, prior draws and flips (the checkpoint keeps its state)
+        torch.manual_seed(train_config.seed)
         trainer = Trainer(train_config, model_config, data, accelerator)
-        model_dir = trainer.fit()
-        if not trainer.accelerator.is_main_process:  # under `accelerate launch`, the main process reports and pushes
+        model = trainer.fit()
+        model_dir = Path(train_config.out_dir) / "model"
+        if accelerator.is_main_process:
+            training = {"data_dir": train_config.data_dir, "command": shlex.join(["python", "train.py", *argv]),
+                        "images": len(data), "steps": trainer.step}
+            write_model_dir(model, data, model_dir, map_size=train_config.map_size, seed=train_config.seed,
+                            training=training, logged=trainer.last_record())
+        accelerator.wait_for_everyone()  # the other processes wait while the main one writes the model dir
+        if not accelerator.is_main_process:  # under `accelerate launch`, the main process reports and pushes
             return 0
         logger.info("done: serve it with  python app.py --model %s", model_dir)
         if train_config.push_to_hub:
