@@ -3,6 +3,7 @@
     python benchmarks/app_latency.py [--model DIR] [--clicks 200] [--browser-clicks 20] [--map-points 100000]
     python benchmarks/app_latency.py --load [--model DIR] [--clients 20] [--seconds 60] [--client http]
     python benchmarks/app_latency.py --soak [--clients 20] [--seconds 1800] [--plot benchmarks/results/app_soak.svg]
+    python benchmarks/app_latency.py --start-only [--starts 5]   # app start to 'Running on' against bare `import torch, gradio`
 
 Needs Debian's chromium for the browser rows (`apt-get install -y chromium`); prints a Markdown table.
 `--load` instead starts `app.py` on localhost and has many API clients (gradio_client) click random map points
@@ -68,10 +69,17 @@ def start_app(model: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"app.py exited ({process.wait()}) before serving")
 
 
-def cold_start(model: str, runs: int = 3) -> list[float]:
-    """Seconds from `python app.py` to its 'Running on' line."""
-    times = []
+def cold_start(model: str, runs: int = 3) -> tuple[list[float], list[float]]:
+    """Seconds from `python app.py` to its 'Running on' line, and of a bare `python -c "import torch, gradio"`, run by turns.
+
+    Taken by turns so that both see the same load on the machine; the bare imports are the floor
+    that any Gradio page serving a torch model pays.
+    """
+    times, bare = [], []
     for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch, gradio"], cwd=ROOT, check=True, capture_output=True)
+        bare.append(time.perf_counter() - start)
         start = time.perf_counter()
         process = subprocess.Popen([sys.executable, "app.py", "--model", model, "--port", str(free_port())], cwd=ROOT,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -85,7 +93,7 @@ def cold_start(model: str, runs: int = 3) -> list[float]:
         finally:
             process.terminate()
             process.wait(timeout=30)
-    return times
+    return times, bare
 
 
 def server_times(explorer, latent_map, clicks: int, upload: Path) -> dict[str, list[float]]:
@@ -397,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--browser-clicks", type=int, default=20)
     parser.add_argument("--map-points", type=int, default=100_000)
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--start-only", action="store_true", help="only the cold-start rows (app start against bare imports)")
+    parser.add_argument("--starts", type=int, default=3, help="cold starts (and bare imports) to time")
     parser.add_argument("--load", action="store_true", help="only the many-users rows (see --clients, --seconds)")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -428,8 +438,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     rows: list[tuple[str, str]] = []
-    starts = cold_start(args.model)
+    starts, bare = cold_start(args.model, args.starts)
     rows.append(("cold start, `python app.py` to 'Running on' (s)", summary(starts)))
+    rows.append(("bare `python -c \"import torch, gradio\"`, same runs interleaved (s)", summary(bare)))
+    ratio = np.median(starts) / np.median(bare)
+    rows.append(("cold start / bare imports, medians (issue 12 target: at most 1.3)", f"{ratio:.2f}"))
+    if args.start_only:
+        print_table(f"model: {args.model}; {os.cpu_count()} CPU cores", rows)
+        return 0
 
     torch.set_num_threads(1)  # as app.py does
     with tempfile.TemporaryDirectory() as work:

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     args.steps = args.steps or (50 if gpu else 5)  # a GPU window of 5 steps would be a few milliseconds
     config = ModelConfig()
     images = torch.randint(0, 256, (8192, 1, 64, 64), dtype=torch.uint8)
-    data = EyeData(images, torch.arange(8192) % 2, torch.zeros(8192, dtype=torch.int8), [str(i) for i in range(8192)], "synthetic")
+    data = EyeData(images, torch.arange(8192) % 2, torch.zeros(8192, dtype=torch.int8), [str(i) for i in range(8192)])
     rows = []
     with tempfile.TemporaryDirectory() as out_dir:
         for batch_size in map(int, args.batch_sizes.split(",")):

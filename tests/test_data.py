@@ -158,6 +158,13 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
         data.decode_image(tmp_path / "bomb.png", 32, 1)
 
 
+def test_decoding_leaves_pils_process_wide_limit_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 123_456_789)  # the value some other library in the process chose
+    make_eye(True, size=40).save(tmp_path / "eye.png")
+    assert data.decode_image(tmp_path / "eye.png", 32, 1).shape == (1, 32, 32)
+    assert Image.MAX_IMAGE_PIXELS == 123_456_789
+
+
 @pytest.mark.parametrize(
     "setup, message",
     [

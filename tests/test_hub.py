@@ -14,7 +14,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 import train
-from vaegan import VAEGAN, ModelConfig, hub
+from vaegan import VAEGAN, ModelConfig, card, hub
 from vaegan.latent_map import LatentMap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def tiny_model_dir(path: Path) -> Path:
         probe_bias=np.zeros(1, np.float32),
         open_direction=np.ones(8, np.float32),
     ).save(path)
-    hub.write_model_card(path, {"command": "python train.py --epochs 1"}, {"recon_ssim": 0.5})
+    card.write_model_card(path, {"command": "python train.py --epochs 1"}, {"recon_ssim": 0.5})
     return path
 
 
@@ -152,13 +152,14 @@ def test_failed_upload_is_one_line_and_keeps_the_model_dir(tmp_path, intercepted
     assert {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()} == before
 
 
-def test_hub_cli_exits_non_zero_on_failure(tmp_path, monkeypatch, capsys):
+def test_hub_cli_exits_non_zero_on_failure(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(hub, "get_token", lambda: None)
     assert hub.main(["push", "--model", str(tiny_model_dir(tmp_path / "m")), "--repo-id", "a/b"]) == 1
-    assert "hf auth login" in capsys.readouterr().err
+    assert [r.levelname for r in caplog.records] == ["ERROR"] and "hf auth login" in caplog.text
     for command in (["push", "--repo-id", "a/b"], ["bundle", "--out", str(tmp_path / "bundle")]):
+        caplog.clear()
         assert hub.main([*command, "--model", str(tmp_path / "missing")]) == 1
-        assert "missing is not a model dir (missing config.json, model.safetensors)" in capsys.readouterr().err
+        assert "missing is not a model dir (missing config.json, model.safetensors)" in caplog.text
     assert not (tmp_path / "bundle").exists()
 
 
@@ -167,8 +168,8 @@ def test_model_card_from_a_real_run_has_its_metrics_and_metadata(eye_folder, tmp
     argv = ["--data-dir", str(eye_folder), "--out-dir", str(out), "--image-size", "64", "--base-channels", "8",
             "--latent-dim", "8", "--batch-size", "8", "--epochs", "1", "--map-size", "20", "--push-to-hub", "someone/eyes"]
     assert train.main(argv) == 0
-    card = (out / "model" / "README.md").read_text()
-    front, body = card.split("---\n")[1], card.split("---\n", 2)[2]
+    text = (out / "model" / "README.md").read_text()
+    front, body = text.split("---\n")[1], text.split("---\n", 2)[2]
     meta = yaml.safe_load(front)
     assert meta["library_name"] == "vaegan" and meta["license"] == "mit"
     assert meta["pipeline_tag"] == "unconditional-image-generation" and "vae-gan" in meta["tags"]
@@ -176,7 +177,7 @@ def test_model_card_from_a_real_run_has_its_metrics_and_metadata(eye_folder, tmp
     assert f"{metrics['val_mse']:.4g}" in body and f"| active latent units | {metrics['active_units']} |" in body
     # the evaluation suite ran on the held-out fixture eyes (the bundled eye-feature CNN fits 64x64 grayscale)
     assert metrics["eval_images"] == 6
-    for key, label in hub.CARD_METRICS:
+    for key, label in card.CARD_METRICS:
         if key in ("recon_ssim", "frechet_distance", "probe_accuracy", "label_preservation"):
             assert f"| {label} | {metrics[key]:.4g} |" in body
     assert set(meta["metrics"]) >= {"recon_ssim", "frechet_distance", "kid", "probe_accuracy"}
@@ -186,7 +187,7 @@ def test_model_card_from_a_real_run_has_its_metrics_and_metadata(eye_folder, tmp
         assert f"images/{picture}.png" in body and (out / "model" / "images" / f"{picture}.png").exists()
     files = intercepted["commits"][0]["files"]
     assert "images/latent_map.png" in files and "metrics.json" in files
-    assert files["README.md"] == card.replace("REPO_ID", "someone/eyes").encode()
+    assert files["README.md"] == text.replace("REPO_ID", "someone/eyes").encode()
     assert 'VAEGAN.from_pretrained("someone/eyes")' in files["README.md"].decode()
 
 
@@ -205,8 +206,8 @@ def test_bundle_is_half_size_loads_in_fp32_and_leaves_out_real_eyes(tmp_path):
     assert next(model.parameters()).dtype == torch.float32 and latent_map.mu.dtype == np.float32
     z = torch.randn(3, 8)
     torch.testing.assert_close(model.decode(z), reference.decode(z), atol=5e-3, rtol=0)
-    card = (bundle / "README.md").read_text()
-    assert "python train.py --epochs 3" in card and "| reconstruction SSIM | 0.8 |" in card
+    text = (bundle / "README.md").read_text()
+    assert "python train.py --epochs 3" in text and "| reconstruction SSIM | 0.8 |" in text
 
 
 @pytest.mark.parametrize("source, message", [("/no/such/dir", "no such model dir"), ("./missing", "no such model dir")])

@@ -12,6 +12,7 @@ from vaegan import VAEGAN, losses
 from vaegan.config import ModelConfig, TrainConfig
 from vaegan.data import load_dataset, to_float
 from vaegan.latent_map import LatentMap
+from vaegan.pipeline import write_model_dir
 from vaegan.trainer import CHECKPOINT_FILE, Trainer
 
 TINY = ["--image-size", "32", "--base-channels", "8", "--latent-dim", "8", "--batch-size", "8", "--map-size", "30", "--device", "cpu"]
@@ -23,7 +24,7 @@ def run(eye_folder, out_dir, *extra):
 
 def test_train_writes_the_output_layout_and_the_app_can_load_it(eye_folder, tmp_path):
     out = tmp_path / "run"
-    assert run(eye_folder, out, "--epochs", "2", "--warmup-epochs", "1") == 0
+    assert run(eye_folder, out, "--epochs", "2", "--warmup-epochs", "1", "--map-size", "20") == 0
     assert (out / CHECKPOINT_FILE).exists()
     assert {p.name for p in (out / "model").iterdir()} >= {"config.json", "model.safetensors", "latent_map.safetensors"}
     assert sorted(p.name for p in (out / "samples").iterdir()) == [
@@ -35,13 +36,22 @@ def test_train_writes_the_output_layout_and_the_app_can_load_it(eye_folder, tmp_
     model = VAEGAN.from_pretrained(out / "model", strict=True)
     assert model.config == ModelConfig(image_size=32, base_channels=8, latent_dim=8)
     latent_map = LatentMap.load(out / "model")
-    assert latent_map.mu.shape == (30, 8) and latent_map.xy.shape == (30, 2)
+    assert latent_map.mu.shape == (20, 8) and latent_map.xy.shape == (20, 2)
     assert set(latent_map.labels.tolist()) == {0, 1}
     from vaegan.hub import load_model
 
     loaded, loaded_map = load_model(str(out / "model"))
-    assert loaded_map is not None and len(loaded_map) == 30
+    assert loaded_map is not None and len(loaded_map) == 20
     assert loaded.decode(torch.zeros(1, 8)).shape == (1, 1, 32, 32)
+    # the map holds train eyes only: every map latent is a training eye's, none a held-out eye's
+    data = load_dataset(eye_folder, image_size=32)
+    with torch.no_grad():
+        mu_train = loaded.encode(to_float(data.subset("train").images))[0].numpy()
+        mu_held_out = loaded.encode(to_float(data.subset("val", "test").images))[0].numpy()
+    distance = lambda a, b: ((a[:, None] - b[None]) ** 2).sum(-1).min(1)  # noqa: E731 - to the nearest row of b
+    assert distance(latent_map.mu, mu_train).max() < 1e-6 and distance(latent_map.mu, mu_held_out).min() > 1e-4
+    # one seed policy: the model card's samples are the last epoch's sample grid (the same z, the same weights)
+    assert (out / "model" / "images" / "samples.png").read_bytes() == (out / "samples" / "epoch_002_samples.png").read_bytes()
 
 
 def test_resume_continues_from_the_saved_step(eye_folder, tmp_path):
@@ -231,7 +241,7 @@ def test_ema_weights_trail_the_trained_ones_and_are_what_is_exported(eye_folder,
     data = load_dataset(eye_folder, image_size=32)
     config = TrainConfig(out_dir=str(tmp_path / "run"), batch_size=8, device="cpu", epochs=3, ema_decay=0.9, map_size=20)
     trainer = Trainer(config, ModelConfig(image_size=32, base_channels=8, latent_dim=8), data)
-    trainer.fit()
+    write_model_dir(trainer.fit(), data, tmp_path / "run" / "model", map_size=20)
     trained = dict(trainer.model.named_parameters())
     moved = [not torch.equal(p, trained[name]) for name, p in trainer.ema.named_parameters()]
     assert all(moved)  # an average of past weights, not a copy of the last ones

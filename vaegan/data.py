@@ -74,14 +74,13 @@ class EyeData:
     images: torch.Tensor
     labels: torch.Tensor
     splits: torch.Tensor
-    paths: list[str]  # relative to root
-    root: str
+    paths: list[str]  # relative to the folder they were found in
 
-    def subset(self, split: str) -> "EyeData":
-        """The images of one split."""
-        keep = self.splits == SPLIT_NAMES.index(split)
+    def subset(self, *splits: str) -> "EyeData":
+        """The images of the given splits ('train', 'val', 'test'), in their order here."""
+        keep = torch.isin(self.splits, torch.tensor([SPLIT_NAMES.index(split) for split in splits], dtype=self.splits.dtype))
         index = keep.nonzero().squeeze(1).tolist()
-        return EyeData(self.images[keep], self.labels[keep], self.splits[keep], [self.paths[i] for i in index], self.root)
+        return EyeData(self.images[keep], self.labels[keep], self.splits[keep], [self.paths[i] for i in index])
 
     def held_out(self) -> "EyeData":
         """The test split when it has images, else the validation split."""
@@ -148,9 +147,12 @@ def assign_splits(
 def decode_image(path: str | os.PathLike, image_size: int, channels: int) -> np.ndarray:
     """Read one image as uint8 (C, H, W): EXIF-rotated, grayscale or RGB, resized to a square."""
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-        with Image.open(path) as image:
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # PIL's own, looser limit: an error too
+        with Image.open(path) as image:  # reads the header only: the size is known before any pixel is decoded
+            if image.width * image.height > MAX_IMAGE_PIXELS:  # our limit, checked here: PIL's is process-wide
+                raise Image.DecompressionBombError(
+                    f"{path}: {image.width}x{image.height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} (a decompression bomb?)"
+                )
             image.draft("L" if channels == 1 else "RGB", (image_size, image_size))  # JPEG: decode at reduced scale
             image = ImageOps.exif_transpose(image)
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -225,7 +227,7 @@ def load_dataset(
             if len(paths) != len(tensors["labels"]):
                 raise ValueError("paths and images disagree")
             logger.info("loaded %d images from cache %s", len(paths), cache_file)
-            return _as_eye_data(tensors, paths, root)
+            return _as_eye_data(tensors, paths)
         except Exception as error:  # noqa: BLE001 - a damaged cache is rebuilt, never used
             logger.warning("cache %s is unreadable (%s); rebuilding it", cache_file, error)
     splits = assign_splits(items, seed, val_fraction, test_fraction)
@@ -243,7 +245,7 @@ def load_dataset(
         listing.unlink(missing_ok=True)
         temporary.unlink(missing_ok=True)
     logger.info("cached %d images in %s", len(paths), cache_file)
-    return _as_eye_data(tensors, paths, root)
+    return _as_eye_data(tensors, paths)
 
 
 def _unique_temporary(path: Path) -> Path:
@@ -289,13 +291,12 @@ def _collect(results, images, keep, reasons, bar) -> None:
         bar.update()
 
 
-def _as_eye_data(tensors: dict[str, np.ndarray], paths: list[str], root: Path) -> EyeData:
+def _as_eye_data(tensors: dict[str, np.ndarray], paths: list[str]) -> EyeData:
     return EyeData(
         images=torch.from_numpy(tensors["images"]),
         labels=torch.from_numpy(tensors["labels"]),
         splits=torch.from_numpy(tensors["splits"]),
         paths=paths,
-        root=str(root),
     )
 
 

@@ -1,17 +1,23 @@
 """The eye-state CNN whose features score sample quality (Frechet distance, KID) and label preservation.
 
 Inception's weights can't be fetched offline and know nothing of eyes, so the project trains a
-small CNN on real eye crops once (`python -m vaegan.evaluate fit-features`), freezes it and
-stores it as safetensors with its config in the header. Every model compared with the same
-file gets comparable numbers.
+small CNN on real eye crops once (the `fit-features` command), freezes it and stores it as
+safetensors with its config in the header. Every model compared with the same file gets
+comparable numbers.
+
+    python -m vaegan.eye_features --data-dir DIR --out assets/eye_features.safetensors
+    python -m vaegan.evaluate fit-features --data-dir DIR --out ...   # the same command, as `vaegan-evaluate fit-features`
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
 import os
+import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,11 +27,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from vaegan.data import EyeData, to_float
+from vaegan import asset_path
+from vaegan.data import DataError, EyeData, load_dataset, to_float
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FEATURES = Path(__file__).resolve().parent.parent / "assets" / "eye_features.safetensors"
+DEFAULT_FEATURES = asset_path("eye_features.safetensors")
 FEATURE_FORMAT = "vaegan-eye-features"
 FEATURE_VERSION = "1"
 
@@ -164,7 +171,7 @@ def load_feature_network(path: str | os.PathLike = DEFAULT_FEATURES) -> EyeFeatu
     """Read a feature file written by save_feature_network, refusing anything but exactly the expected tensors."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no feature file; make one with  python -m vaegan.evaluate fit-features --data-dir DIR")
+        raise FileNotFoundError(f"{path}: no feature file; make one with  python -m vaegan.evaluate fit-features --data-dir DIR (or python -m vaegan.eye_features)")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -192,3 +199,48 @@ def feature_file_info(path: str | os.PathLike) -> dict:
     """The `info` dict stored in a feature file's header (accuracies, data, date)."""
     with safe_open(str(path), framework="pt") as handle:
         return json.loads((handle.metadata() or {}).get("info", "{}"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """fit-features: train the eye-state CNN on a folder of real eye crops and save it; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m vaegan.eye_features",
+        description="fit-features: train the frozen eye-state CNN whose features the evaluation metrics use "
+        "(also run as `python -m vaegan.evaluate fit-features` or `vaegan-evaluate fit-features`).",
+    )
+    parser.add_argument("--data-dir", required=True, help="folder of real eye crops")
+    parser.add_argument("--out", default=str(DEFAULT_FEATURES), help="feature file to write (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        data = load_dataset(args.data_dir, image_size=args.image_size, channels=args.channels, seed=args.seed, cache_dir=args.cache_dir)
+        started = time.perf_counter()
+        net = fit_feature_network(data, epochs=args.epochs, seed=args.seed)
+    except (ValueError, DataError) as error:
+        logger.error("%s", error)
+        return 1
+    accuracy = {split: feature_accuracy(net, data.subset(split)) for split in ("val", "test") if len(data.subset(split))}
+    held_out = feature_accuracy(net, data.held_out())
+    info = {
+        "held_out_accuracy": round(held_out, 4),
+        **{f"{split}_accuracy": round(value, 4) for split, value in accuracy.items()},
+        "train_images": len(data.subset("train")),
+        "data": Path(args.data_dir).resolve().name,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "seconds": round(time.perf_counter() - started, 1),
+        "created": time.strftime("%Y-%m-%d"),
+    }
+    save_feature_network(net, args.out, info)
+    scores = ", ".join(f"{name} {value:.4f}" for name, value in {"held_out": held_out, **accuracy}.items())
+    logger.info("wrote %s (accuracy: %s)", args.out, scores)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,11 @@
-"""The Hugging Face Hub: model card, push of a model dir, and loading a model + latent map from a dir or repo."""
+"""The Hugging Face Hub: push a model dir, load a model + latent map from a dir or repo, bundle a small copy.
+
+The model card's text is written by `vaegan.card`, its pictures by `vaegan.pictures`; nothing
+here imports torchvision, so the app's start-up (which loads through `load_model`) stays light.
+
+    python -m vaegan.hub push --model RUN/model --repo-id USER/NAME [--private] [--commit-message MSG]
+    python -m vaegan.hub bundle --model RUN/model --out assets/demo-model [--data DIR] [--training-command CMD]
+"""
 
 from __future__ import annotations
 
@@ -6,159 +13,30 @@ import argparse
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, ModelCardData, get_token, hf_hub_download
+from huggingface_hub import CommitOperationAdd, HfApi, get_token, hf_hub_download
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
 )
-from PIL import Image, ImageDraw
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torchvision.utils import save_image
 
-from vaegan.data import KAGGLE_DATASET, to_float
 from vaegan.latent_map import FILENAME as MAP_FILENAME
-from vaegan.latent_map import LatentMap, slerp
+from vaegan.latent_map import LatentMap
 from vaegan.networks import VAEGAN
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILES = ["config.json", "model.safetensors", MAP_FILENAME, "README.md", "metrics.json", "images/*.png"]
-CARD_METRICS = [
-    ("recon_psnr", "reconstruction PSNR (dB)"),
-    ("recon_ssim", "reconstruction SSIM"),
-    ("recon_mse", "reconstruction MSE"),
-    ("recon_sharpness", "fine detail of reconstructions (Laplacian variance / real's; 1 = as sharp as real)"),
-    ("recon_frechet_distance", "Frechet distance, reconstructions vs real (eye-feature CNN)"),
-    ("frechet_distance", "Frechet distance, prior samples vs real (eye-feature CNN)"),
-    ("sample_sharpness", "fine detail of prior samples (Laplacian variance / real's; > 1 = noisier)"),
-    ("kid", "KID, prior samples vs real (eye-feature CNN)"),
-    ("probe_accuracy", "open / closed linear probe accuracy on mu"),
-    ("probe_balanced_accuracy", "probe balanced accuracy"),
-    ("knn_accuracy", "kNN accuracy on the 2-D map"),
-    ("active_units", "active latent units"),
-    ("label_preservation", "label preservation of reconstructions"),
-    ("edit_flip", "open <-> closed edit: eyes moved one class-mean difference read as the other state"),
-    ("val_mse", "held-out reconstruction MSE (training log)"),
-]
 
 
 class HubError(Exception):
     """A Hub operation failed (no token, offline, rejected upload, missing repo)."""
-
-
-def write_model_card(model_dir: str | os.PathLike, training: dict | None = None, metrics: dict | None = None) -> Path:
-    """Write README.md (YAML metadata + description, metrics table, pictures) into a model dir."""
-    model_dir = Path(model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
-    training = training or {}
-    metrics = {key: value for key, value in (metrics or {}).items() if isinstance(value, (int, float))}
-    data_dir = training.get("data_dir")
-    data = {
-        "library_name": "vaegan",
-        "license": "mit",
-        "pipeline_tag": "unconditional-image-generation",
-        "tags": ["vae-gan", "vae", "gan", "eyes", "latent-space", "pytorch"],
-        "metrics": sorted({key for key in metrics if key in dict(CARD_METRICS)}),
-    }
-    if data_dir is None:
-        data["datasets"] = [KAGGLE_DATASET]
-    card_data = ModelCardData(**data)
-    rows = "\n".join(f"| {label} | {metrics[key]:.4g} |" for key, label in CARD_METRICS if key in metrics)
-    pictures = "\n".join(
-        f"![{name}](images/{name}.png)" for name in ("samples", "reconstructions", "interpolation", "latent_map")
-        if (model_dir / "images" / f"{name}.png").exists()
-    )
-    command = training.get("command", "python train.py")
-    source = f"the folder `{data_dir}`" if data_dir else f"the Kaggle dataset [{KAGGLE_DATASET}](https://www.kaggle.com/datasets/{KAGGLE_DATASET})"
-    body = f"""
-# VAE-GAN for open / closed eye crops
-
-A VAE-GAN (Larsen et al. 2016, *Autoencoding beyond pixels using a learned similarity metric*)
-trained on {config['image_size']}x{config['image_size']} {'grayscale' if config['channels'] == 1 else 'RGB'} eye crops, with a
-{config['latent_dim']}-dimensional latent space, made with [vaegan](https://github.com/vaegan/vaegan).
-This repository holds the encoder and decoder (`model.safetensors`, `config.json`) and the
-latent map (`{MAP_FILENAME}`: encoder means, their 2-D UMAP coordinates and open / closed labels).
-
-## Use
-
-```python
-from vaegan import VAEGAN
-model = VAEGAN.from_pretrained("REPO_ID").eval()
-mu, logvar = model.encode(x)   # x: (B, {config['channels']}, {config['image_size']}, {config['image_size']}) in [-1, 1]
-x_rec = model.decode(mu)
-```
-
-Explore it in the browser: `python app.py --model REPO_ID`.
-
-## Training
-
-Data: {source}. Command:
-
-```
-{command}
-```
-
-## Evaluation
-
-| metric | value |
-|---|---|
-{rows or '| (no metrics recorded) | |'}
-
-## Pictures
-
-{pictures or '(none)'}
-"""
-    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
-    path = model_dir / "README.md"
-    card.save(path)
-    return path
-
-
-@torch.no_grad()
-def write_card_images(model: VAEGAN, latent_map: LatentMap | None, real: torch.Tensor, model_dir: str | os.PathLike) -> None:
-    """Pictures for the model card in model_dir/images: samples, reconstructions, interpolation, latent map.
-
-    `real` is a few held-out uint8 images; the reconstruction picture shows them beside
-    their reconstructions (these go to the Hub with the card: pass images you may publish).
-    """
-    out = Path(model_dir) / "images"
-    out.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(0)
-    z = torch.randn(64, model.config.latent_dim, generator=generator).to(device)
-    options = dict(normalize=True, value_range=(-1, 1))
-    save_image(model.decode(z).float().cpu(), out / "samples.png", nrow=8, **options)
-    x = to_float(real[:16].to(device))
-    pairs = torch.stack([x, model.decode(model.encode(x)[0])], dim=1).flatten(0, 1)  # (2B, C, H, W): real, rec, ...
-    save_image(pairs.float().cpu(), out / "reconstructions.png", nrow=8, **options)
-    ends = model.encode(x[:2])[0] if len(x) > 1 else z[:2]
-    path = slerp(ends[0].float().cpu().numpy(), ends[1].float().cpu().numpy(), np.linspace(0, 1, 10))  # (10, Z)
-    strip = model.decode(torch.from_numpy(path).to(device))
-    save_image(strip.float().cpu(), out / "interpolation.png", nrow=10, **options)
-    if latent_map is not None:
-        draw_latent_map(latent_map).save(out / "latent_map.png")
-
-
-def draw_latent_map(latent_map: LatentMap, size: int = 640) -> Image.Image:
-    """A static scatter of the latent map (closed red on top of open blue) for the model card."""
-    image = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(image)
-    low, high = latent_map.xy.min(0), latent_map.xy.max(0)
-    pixels = 20 + (latent_map.xy - low) / np.maximum(high - low, 1e-9) * (size - 40)
-    for label, colour in ((1, (59, 130, 246)), (0, (239, 68, 68))):  # minority-friendly: closed drawn last
-        for x, y in pixels[latent_map.labels == label]:
-            draw.ellipse([x - 2, size - y - 2, x + 2, size - y + 2], fill=colour)
-    draw.text((10, 6), "latent map (UMAP): blue = open, red = closed", fill="black")
-    return image
 
 
 def _check_model_dir(model_dir: str | os.PathLike) -> Path:
@@ -252,8 +130,10 @@ def _first_line(error: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m vaegan.hub push --model DIR --repo-id USER/NAME [--private] [--commit-message MSG]."""
-    parser = argparse.ArgumentParser(prog="python -m vaegan.hub", description="Publish a vaegan model dir to the Hub")
+    """python -m vaegan.hub push|bundle ...: returns the exit code; every message goes through logging."""
+    from vaegan.card import write_model_card
+
+    parser = argparse.ArgumentParser(prog="python -m vaegan.hub", description="Publish a vaegan model dir to the Hub, or bundle a small copy of it")
     commands = parser.add_subparsers(dest="command", required=True)
     push = commands.add_parser("push", help="upload a model dir")
     push.add_argument("--model", required=True, help="model dir written by train.py (RUN/model)")
@@ -272,14 +152,14 @@ def main(argv: list[str] | None = None) -> int:
             out = bundle_model_dir(args.model, args.out)
             metrics = json.loads((out / "metrics.json").read_text())
             write_model_card(out, {"data_dir": args.data, "command": args.training_command or "python train.py"}, metrics)
-            print(out)
+            logger.info("bundle written to %s", out)
         else:
-            print(push_model_dir(args.model, args.repo_id, private=args.private, commit_message=args.commit_message))
+            logger.info("published %s", push_model_dir(args.model, args.repo_id, private=args.private, commit_message=args.commit_message))
     except HubError as error:
-        print(f"error: {error}", file=sys.stderr)
+        logger.error("%s", error)
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

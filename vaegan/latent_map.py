@@ -1,8 +1,9 @@
 """The latent map: encoder means of a set of eyes, their 2-D UMAP coordinates and labels.
 
-Built once after training (UMAP is imported only here, and only when building), stored as
-safetensors beside the model, and read by the app without the dataset. It also stores a
-linear open / closed probe on the latent and the closed -> open direction.
+Built once after training from the train split (UMAP is fitted only here, in `fit_umap`, and
+imported only when fitting), stored as safetensors beside the model, and read by the app
+without the dataset. It also stores a linear open / closed probe on the latent and the
+closed -> open direction.
 """
 
 from __future__ import annotations
@@ -106,23 +107,36 @@ def encode_images(model: VAEGAN, images: torch.Tensor, batch_size: int = 512) ->
     return torch.cat(chunks).numpy()
 
 
+def fit_umap(mu: np.ndarray, seed: int = 0):
+    """UMAP to 2-D fitted on latents (N, Z), seeded: the one place the project fits it. Returns the fitted reducer.
+
+    Its `embedding_` holds the N points' coordinates; its `transform` places new latents.
+    """
+    import umap  # slow to import (numba): only when fitting
+
+    neighbours = max(2, min(15, len(mu) - 1))
+    reducer = umap.UMAP(n_neighbors=neighbours, min_dist=0.1, random_state=seed, init="spectral" if len(mu) > 50 else "random")
+    with warnings.catch_warnings():  # a seeded UMAP runs single-threaded, and says so on every call
+        warnings.filterwarnings("ignore", message="n_jobs value .* overridden")
+        reducer.fit(mu)
+    return reducer
+
+
 def build_latent_map(
     model: VAEGAN, images: torch.Tensor, labels: torch.Tensor, size: int = 5000, seed: int = 0
 ) -> LatentMap:
-    """Encode up to `size` images (a seeded random subset), fit UMAP to 2-D and the open / closed probe."""
-    import umap  # slow to import (numba): only when building a map
+    """Encode up to `size` images (a seeded random subset), fit UMAP to 2-D and the open / closed probe.
+
+    train.py passes the train split (vaegan.pipeline): the map never holds a held-out eye.
+    """
     from sklearn.linear_model import LogisticRegression
 
     generator = torch.Generator().manual_seed(seed)
     index = torch.randperm(len(labels), generator=generator)[:size]
     mu = encode_images(model, images[index])
     y = labels[index].numpy().astype(np.int64)
-    neighbours = min(15, len(y) - 1)
     logger.info("fitting UMAP on %d latents", len(y))
-    reducer = umap.UMAP(n_neighbors=max(2, neighbours), min_dist=0.1, random_state=seed, init="spectral" if len(y) > 50 else "random")
-    with warnings.catch_warnings():  # a seeded UMAP runs single-threaded, and says so on every call
-        warnings.filterwarnings("ignore", message="n_jobs value .* overridden")
-        xy = reducer.fit_transform(mu).astype(np.float32)
+    xy = fit_umap(mu, seed).embedding_.astype(np.float32)
     probe = LogisticRegression(max_iter=2000, C=1.0).fit(mu, y)
     direction = mu[y == 1].mean(0) - mu[y == 0].mean(0)
     return LatentMap(

@@ -14,11 +14,6 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
 
 
-def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL of each latent dimension, averaged over the batch: (Z,)."""
-    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).mean(dim=0)
-
-
 def pixel_reconstruction(x_rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Sum of squared pixel errors per image, mean over the batch (Gaussian log-likelihood up to scale)."""
     return (x_rec - x).pow(2).flatten(1).sum(dim=1).mean()

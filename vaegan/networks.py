@@ -140,13 +140,16 @@ class Discriminator(nn.Module):
         return logit, state, features.flatten(1)
 
 
+# The Hub tags of a vaegan model: the mixin writes them on save_pretrained / push_to_hub, vaegan.card into its card.
+HUB_TAGS = ["vae-gan", "vae", "gan", "image-generation", "eyes", "latent-space", "pytorch"]
+
+
 class VAEGAN(
     nn.Module,
     PyTorchModelHubMixin,
     library_name="vaegan",
-    tags=["vae-gan", "vae", "gan", "image-generation", "eyes"],
+    tags=HUB_TAGS,
     license="mit",
-    repo_url="https://github.com/vaegan/vaegan",
 ):
     """The VAE part of the VAE-GAN (encoder + decoder); the discriminator stays in training checkpoints."""
 

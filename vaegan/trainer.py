@@ -1,4 +1,7 @@
-"""Trainer: optimisers, Accelerate, train_step, fit, and save / resume of one checkpoint file.
+"""Trainer: optimisers, Accelerate, train_step, the loop, validation, sample grids, and save / resume of one checkpoint file.
+
+What comes after training (the model dir: latent map, evaluation, model card) is
+`vaegan.pipeline`, called by train.py; the process's random seed is set by train.py too.
 
 Gradient routing follows Larsen et al. 2016: the encoder learns from KL + reconstruction
 (pixels and discriminator features), never from the GAN term; the decoder also gets the
@@ -15,21 +18,20 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from vaegan import evaluate, eye_features, hub, losses
+from vaegan import losses
 from vaegan.config import ModelConfig, TrainConfig
 from vaegan.data import EyeData, to_float
-from vaegan.latent_map import LatentMap, build_latent_map
+from vaegan.metrics import active_units
 from vaegan.networks import VAEGAN, Discriminator
+from vaegan.pictures import preview_inputs, save_reconstructions, save_samples
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +84,12 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
 
 
 class Trainer:
-    """Trains a VAEGAN (and its discriminator) on an EyeData set, writing everything under out_dir."""
+    """Trains a VAEGAN (and its discriminator) on an EyeData set: checkpoints, metrics.jsonl and sample grids under out_dir.
+
+    Model initialisation and every random draw of a step come from torch's global RNG: seed it
+    (train.py: torch.manual_seed(config.seed)) before building a Trainer for a reproducible run;
+    the checkpoint saves and restores its state.
+    """
 
     def __init__(self, config: TrainConfig, model_config: ModelConfig, data: EyeData, accelerator: Accelerator | None = None):
         validate_train_config(config)
@@ -91,11 +98,9 @@ class Trainer:
         self.out_dir = Path(config.out_dir)
         self.accelerator = accelerator or make_accelerator(config)
         self.device = self.accelerator.device
-        torch.manual_seed(config.seed)
         self.train_data = data.subset("train")
         held_out = data.held_out()
         self.val_data = held_out if len(held_out) else self.train_data
-        self.data = data
         if len(self.train_data) < 2:
             raise TrainingError(f"only {len(self.train_data)} training images; at least 2 are needed")
         self.batch_size = min(config.batch_size, len(self.train_data))  # per process
@@ -151,10 +156,7 @@ class Trainer:
         self.labels = self.train_data.labels.to(self.images.device)
         self.step = 0
         self._last_total = 0.0  # the latest sum of logged losses: is the state worth a checkpoint?
-        generator = torch.Generator().manual_seed(config.seed + 1)
-        self.fixed_z = torch.randn(64, model_config.latent_dim, generator=generator).to(self.device)
-        fixed = torch.randperm(len(self.val_data), generator=generator)[:32]
-        self.fixed_real = self.val_data.images[fixed]
+        self.fixed_z, self.fixed_real = preview_inputs(data, model_config.latent_dim, config.seed)  # what the sample grids show
 
     def _load_weights(self, model: VAEGAN, source: str) -> None:
         """Fine-tuning: the encoder / decoder start from a model dir's weights (the discriminator starts afresh)."""
@@ -272,8 +274,8 @@ class Trainer:
         return torch.randperm(len(self.train_data), generator=generator)
 
     # ------------------------------------------------------------------ the loop
-    def fit(self) -> Path:
-        """Train to the requested epochs / steps, then write the model dir; returns its path."""
+    def fit(self) -> VAEGAN:
+        """Train to the requested epochs / steps; returns the model to export (inference_model, in eval mode)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "samples").mkdir(exist_ok=True)
         if self.config.resume:
@@ -289,9 +291,7 @@ class Trainer:
                 self.save_checkpoint()
                 logger.warning("interrupted at step %d: checkpoint saved; continue with --resume", self.step)
             raise
-        model_dir = self.export()
-        self.accelerator.wait_for_everyone()  # other processes wait while the main one writes the model dir
-        return model_dir
+        return self.inference_model().eval()
 
     def _run_epoch(self) -> None:
         epoch = self.step // self.steps_per_epoch
@@ -349,19 +349,16 @@ class Trainer:
         x = to_float(self.val_data.images[:limit].to(self.device))
         mu, _ = model.encode(x)
         val_mse = (model.decode(mu) - x).pow(2).mean().item()
-        active = int((mu.float().var(dim=0) > 0.01).sum().item())
+        active = active_units(mu.float())
         self.model.train()
         return {"val_mse": round(val_mse, 6), "active_units": active}
 
     @torch.no_grad()
     def write_samples(self, epoch: int) -> None:
         """Prior samples (fixed z) and held-out reconstructions (pairs of real | reconstructed)."""
-        model = self.inference_model().eval()
-        samples = model.decode(self.fixed_z).float()
-        real = to_float(self.fixed_real.to(self.device))
-        pairs = torch.stack([real, model.decode(model.encode(real)[0]).float()], dim=1).flatten(0, 1)  # (2B, C, H, W)
-        save_image(samples, self.out_dir / "samples" / f"epoch_{epoch:03d}_samples.png", nrow=8, normalize=True, value_range=(-1, 1))
-        save_image(pairs, self.out_dir / "samples" / f"epoch_{epoch:03d}_recon.png", nrow=8, normalize=True, value_range=(-1, 1))
+        model = self.inference_model()
+        save_samples(model, self.fixed_z, self.out_dir / "samples" / f"epoch_{epoch:03d}_samples.png")
+        save_reconstructions(model, self.fixed_real, self.out_dir / "samples" / f"epoch_{epoch:03d}_recon.png")
         self.model.train()
 
     # ------------------------------------------------------------------ checkpoints
@@ -445,43 +442,8 @@ class Trainer:
         with open(self.out_dir / "train_config.json", "w") as handle:
             json.dump({"train": asdict(self.config), "model": asdict(self.model_config)}, handle, indent=2)
 
-    # ------------------------------------------------------------------ the result
-    def export(self) -> Path:
-        """Write the model dir: save_pretrained weights + config, latent map, card pictures, metrics, model card."""
-        model_dir = self.out_dir / "model"
-        model = self.inference_model().eval()
-        if self.accelerator.is_main_process:
-            model.save_pretrained(model_dir)
-            latent_map = build_latent_map(model, self.data.images, self.data.labels, self.config.map_size, self.config.seed)
-            latent_map.save(model_dir)
-            hub.write_card_images(model, latent_map, self.fixed_real, model_dir)
-            metrics = self.final_metrics(model, latent_map)
-            (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-            hub.write_model_card(model_dir, self.card_training_info(), metrics)
-            logger.info("model written to %s", model_dir)
-        return model_dir
-
-    def final_metrics(self, model: VAEGAN, latent_map: LatentMap) -> dict[str, float]:
-        """The last epoch's logged metrics, plus the evaluation suite where the eye-feature CNN fits the model."""
+    def last_record(self) -> dict:
+        """The last epoch's line of metrics.jsonl ({} before the first epoch)."""
         path = self.out_dir / "metrics.jsonl"
         lines = path.read_text().splitlines() if path.exists() else []
-        metrics = json.loads(lines[-1]) if lines else {}
-        try:
-            features = eye_features.load_feature_network()
-        except (OSError, ValueError) as error:
-            logger.info("no evaluation suite for the model card: %s", error)
-            return metrics
-        if (features.config.image_size, features.config.channels) != (self.model_config.image_size, self.model_config.channels):
-            logger.info("the eye-feature CNN is for another image size / channel count: evaluation skipped")
-            return metrics
-        try:
-            results = evaluate.evaluate(model, self.data, features, latent_map, seed=self.config.seed)
-        except ValueError as error:  # too few held-out images, say: the run itself is fine
-            logger.warning("evaluation skipped: %s", error)
-            return metrics
-        return metrics | {key: value for key, value in results.items() if math.isfinite(value)}  # no NaN in JSON
-
-    def card_training_info(self) -> dict:
-        """What the model card says about the run."""
-        command = " ".join(["python train.py"] + sys.argv[1:]) if Path(sys.argv[0]).name == "train.py" else "python train.py"
-        return {"data_dir": self.config.data_dir, "command": command, "images": len(self.data), "steps": self.step}
+        return json.loads(lines[-1]) if lines else {}
