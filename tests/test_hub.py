@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 import train
+from conftest import free_port
 from vaegan import VAEGAN, ModelConfig, card, hub
 from vaegan.latent_map import LatentMap
 
@@ -78,6 +80,68 @@ def test_repo_id_loads_from_a_filled_cache_offline_with_identical_outputs(tmp_pa
     loaded = torch.load(out, weights_only=True)
     expected = VAEGAN.from_pretrained(model_dir, strict=True).eval().decode(torch.ones(2, 8))
     assert torch.equal(loaded["out"], expected) and loaded["map"] == 20
+
+
+def load_against(tmp_path, cache, source, endpoint):
+    """Load in a fresh process whose Hub endpoint is `endpoint` (not offline mode): what a user sees."""
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+    env.pop("HF_HUB_OFFLINE", None)
+    out = tmp_path / "out.pt"
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, source, str(out)], env=env, capture_output=True, text=True, timeout=120)
+    return result, out, time.monotonic() - started
+
+
+@pytest.fixture
+def fake_hub():
+    """A local stand-in for the Hub that answers every request as the Hub answers for a repo that does not exist."""
+    import http.server
+    import threading
+
+    requests = []
+
+    class Missing(http.server.BaseHTTPRequestHandler):
+        def _answer(self):
+            requests.append(self.path)
+            body = b'{"error": "Repository Not Found"}'
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body if self.command != "HEAD" else b"")
+
+        do_GET = do_HEAD = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Missing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    server.shutdown()
+
+
+def test_missing_hub_repo_fails_at_once_with_one_line(tmp_path, fake_hub):
+    endpoint, requests = fake_hub
+    result, _, _ = load_against(tmp_path, tmp_path / "empty-cache", "someone/nonexistent-repo", endpoint)
+    assert result.returncode == 3
+    assert "no such local model dir or Hub repo" in result.stdout and "Retry" not in result.stdout + result.stderr
+    about_the_repo = [path for path in requests if "nonexistent-repo" in path]
+    assert len(about_the_repo) == 1 and about_the_repo[0].startswith("/api/models/")  # one call, no downloads, no retries
+
+
+def test_unreachable_hub_loads_from_the_cache_or_says_so_in_one_line(tmp_path):
+    refused = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused at once
+    model_dir = tiny_model_dir(tmp_path / "model")
+    cache = tmp_path / "hf-cache"
+    fill_hf_cache(cache, "someone/eyes-vaegan", model_dir)
+    result, out, _ = load_against(tmp_path, cache, "someone/eyes-vaegan", refused)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert torch.load(out, weights_only=True)["map"] == 20
+    result, _, seconds = load_against(tmp_path, tmp_path / "empty-cache", "someone/not-cached", refused)
+    assert result.returncode == 3 and "can't reach the Hugging Face Hub" in result.stdout
+    assert "Retry" not in result.stdout + result.stderr and seconds < 60  # it was 38 s of retries before
 
 
 def test_offline_without_cache_says_so(tmp_path):

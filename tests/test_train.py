@@ -158,9 +158,15 @@ def test_impossible_settings_are_refused_before_anything_is_written(eye_folder, 
     assert not out.exists()
 
 
-def test_bad_data_dir_exits_with_a_message(tmp_path, caplog):
-    assert train.main(["--data-dir", str(tmp_path / "missing"), "--out-dir", str(tmp_path / "o"), *TINY]) == 1
+def test_bad_data_dir_exits_with_a_message_and_leaves_no_empty_run_folder(tmp_path, caplog):
+    assert train.main(["--data-dir", str(tmp_path / "missing"), "--out-dir", str(tmp_path / "runs" / "o"), *TINY]) == 1
     assert "no such folder" in caplog.text
+    assert not (tmp_path / "runs").exists()  # the folders the run created are gone again
+    kept = tmp_path / "mine"
+    (kept / "notes.txt").parent.mkdir()
+    (kept / "notes.txt").write_text("keep me")
+    assert train.main(["--data-dir", str(tmp_path / "missing"), "--out-dir", str(kept), *TINY]) == 1
+    assert (kept / "notes.txt").read_text() == "keep me"  # a folder that was there stays, with what it held
 
 
 def test_without_data_dir_the_kaggle_dataset_is_downloaded(eye_folder, tmp_path, monkeypatch):

@@ -74,6 +74,25 @@ def _card_for(repo_id: str, path: Path) -> bytes:
     return path.read_text().replace("REPO_ID", repo_id).encode()
 
 
+def _hub_unreachable(repo_id: str) -> str | None:
+    """One Hub call before any download: a missing repo fails at once (a 404, never retried, no page of warnings).
+
+    Returns why, when the Hub can't be reached (offline mode, no route, a timeout): the caller then loads
+    from the local Hugging Face cache only, instead of letting every file download retry with backoff.
+    """
+    try:
+        HfApi().model_info(repo_id, timeout=10)
+    except RepositoryNotFoundError as error:  # also a gated or private repo the token can't see
+        raise HubError(f"{repo_id}: no such local model dir or Hub repo (or a private one your token can't read)") from error
+    except HfHubHTTPError as error:
+        raise HubError(f"{repo_id}: the Hub answered {_first_line(error)}") from error
+    except OfflineModeIsEnabled:
+        return "offline mode (HF_HUB_OFFLINE)"
+    except Exception as error:  # noqa: BLE001 - connection / timeout errors, whose httpx flavour varies by huggingface_hub version
+        return f"can't reach the Hugging Face Hub: {_first_line(error)}"
+    return None
+
+
 def load_model(source: str) -> tuple[VAEGAN, LatentMap | None]:
     """Load model + latent map from a local model dir or a Hub repo id (safetensors only, strict)."""
     path = Path(source).expanduser()
@@ -82,11 +101,15 @@ def load_model(source: str) -> tuple[VAEGAN, LatentMap | None]:
         raise HubError(f"{source}: no such model dir (expected a folder with config.json and model.safetensors, or a Hub repo id USER/NAME)")
     if path.is_dir() and not (path / "config.json").is_file():
         raise HubError(f"{source}: not a model dir (no config.json); train.py writes one to RUN/model")
-    source = str(path) if path.is_dir() else source
+    local = path.is_dir()
+    source = str(path) if local else source
+    unreachable = None if local else _hub_unreachable(source)
+    cache_only = unreachable is not None
     try:
-        model = VAEGAN.from_pretrained(source, strict=True)
+        model = VAEGAN.from_pretrained(source, strict=True, local_files_only=cache_only)
     except (OfflineModeIsEnabled, LocalEntryNotFoundError) as error:
-        raise HubError(f"{source}: not a local model dir, and not in the Hugging Face cache while offline ({_first_line(error)})") from error
+        why = unreachable or _first_line(error)
+        raise HubError(f"{source}: not a local model dir, and not in the Hugging Face cache while offline ({why})") from error
     except RepositoryNotFoundError as error:
         raise HubError(f"{source}: no such local model dir or Hub repo") from error
     except HfHubHTTPError as error:
@@ -94,8 +117,10 @@ def load_model(source: str) -> tuple[VAEGAN, LatentMap | None]:
     except (OSError, ValueError, SafetensorError) as error:  # SafetensorError: a damaged or foreign weights file
         raise HubError(f"{source}: could not load the model ({type(error).__name__}: {_first_line(error)})") from error
     model.eval()
+    if cache_only:
+        logger.info("%s loaded from the local Hugging Face cache (%s)", source, unreachable)
     try:
-        map_path = Path(source) / MAP_FILENAME if Path(source).is_dir() else Path(hf_hub_download(source, MAP_FILENAME))
+        map_path = Path(source) / MAP_FILENAME if local else Path(hf_hub_download(source, MAP_FILENAME, local_files_only=cache_only))
         latent_map = LatentMap.load(map_path) if map_path.exists() else None
     except Exception as error:  # noqa: BLE001 - a model without a usable map still loads
         logger.warning("%s: no usable latent map (%s)", source, _first_line(error))

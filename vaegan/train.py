@@ -79,9 +79,14 @@ def resolve_out_dir(config: TrainConfig) -> None:
         config.out_dir = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
 
 
-def check_writable(out_dir: str) -> None:
-    """Fail before training, not after the first epoch, when out_dir can't be written."""
+def check_writable(out_dir: str) -> list[Path]:
+    """Fail before training, not after the first epoch, when out_dir can't be written.
+
+    Returns the folders it had to create (deepest first), so that a run which fails before training
+    can take them away again: a failed run leaves no empty runs/<timestamp> behind.
+    """
     path = Path(out_dir)
+    created = [folder for folder in (path, *path.parents) if not folder.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write-test-{os.getpid()}"  # one per process under accelerate launch
@@ -89,6 +94,16 @@ def check_writable(out_dir: str) -> None:
         probe.unlink()
     except OSError as error:
         raise SystemExit(f"--out-dir {out_dir} is not writable: {error.strerror or error}") from error
+    return created
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed run created, deepest first, as long as they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the run wrote something worth keeping) or already gone
+            return
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,11 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     from vaegan.pipeline import write_model_dir
     from vaegan.trainer import Trainer, TrainingError, make_accelerator, validate_train_config
 
+    created: list[Path] = []
     try:
         validate_config(model_config)
         validate_train_config(train_config)
         resolve_out_dir(train_config)
-        check_writable(train_config.out_dir)
+        created = check_writable(train_config.out_dir)
         accelerator = make_accelerator(train_config)
         with accelerator.main_process_first():  # under `accelerate launch`: one process downloads and caches, then the others read
             data_dir = train_config.data_dir or download_kaggle()
@@ -142,9 +158,14 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("published %s", url)
     except (DataError, TrainingError, HubError, ValueError) as error:
         logger.error("%s", error)
+        remove_empty(created)
         return 1
     except KeyboardInterrupt:
-        logger.error("interrupted; continue with: python train.py --resume --out-dir %s ...", train_config.out_dir)
+        remove_empty(created)
+        if Path(train_config.out_dir or ".").exists():
+            logger.error("interrupted; continue with: python train.py --resume --out-dir %s ...", train_config.out_dir)
+        else:
+            logger.error("interrupted before training started; nothing was written")
         return 130
     return 0
 
