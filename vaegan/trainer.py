@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from torch.nn.utils import parametrize
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
@@ -130,15 +131,14 @@ class Trainer:
         else:
             self.model, self.opt_model = self.accelerator.prepare(model, opt_model)
             self.discriminator = self.opt_disc = None
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        self.forward, self.decode, self.discriminate = self.model, unwrapped.decoder, self.discriminator
         if config.compile:
             # the discriminator's backward keeps the graph for the VAE's backward (retain_graph=True),
             # which compiled graphs allow only without donated buffers
             torch._functorch.config.donated_buffer = False
-            self.forward = torch.compile(self.model)
+            self.forward, self.decode = torch.compile(self.model), torch.compile(unwrapped.decoder)
             self.discriminate = torch.compile(self.discriminator) if self.adversarial else None
-        else:
-            self.forward, self.discriminate = self.model, self.discriminator
-        unwrapped = self.accelerator.unwrap_model(self.model)
         self.ema = copy.deepcopy(unwrapped).eval().requires_grad_(False) if config.ema_decay > 0 else None
         if self.ema is not None:
             self._ema_params, self._model_params = list(self.ema.parameters()), list(unwrapped.parameters())
@@ -160,7 +160,10 @@ class Trainer:
         adversarial = self.adversarial and self.step >= self.warmup_steps  # D's terms are off during the warm-up
         z_prior = torch.randn(len(x), self.model_config.latent_dim, device=x.device) if self.adversarial else None
         with self.accelerator.autocast():
-            x_rec, mu, logvar, z, x_prior = self.forward(x, z_prior)
+            # the prior samples are decoded and discriminated apart from the reconstructions: the extra backward
+            # passes that route the GAN term on reconstructions (3. below) then cover only the reconstructions' rows
+            x_rec, mu, logvar, z, _ = self.forward(x)
+            x_prior = self.decode(z_prior) if self.adversarial else None
             kl = losses.kl_divergence(mu.float(), logvar.float())
             pixel = losses.pixel_reconstruction(x_rec.float(), x)
             loss_model = cfg.pixel_weight * pixel + cfg.kl_weight * kl
@@ -170,11 +173,12 @@ class Trainer:
                 loss_model = loss_model + cfg.label_weight * label
                 logs["label"] = label
             if self.adversarial:
-                # 1. one discriminator pass over real, reconstructed and prior-sampled images
-                logits, states, features = self.discriminate(torch.cat([x, x_rec, x_prior]))
-                logit_real, logit_rec, logit_prior = logits.float().chunk(3)
-                state_real, _, state_prior = states.float().chunk(3)
-                features_real, features_rec, _ = features.float().chunk(3)
+                # 1. the discriminator on real, reconstructed and prior-sampled images, one pass each, with one
+                # spectral-norm estimate for the three (cached: the same weights, one power iteration per step)
+                with parametrize.cached():
+                    logit_real, state_real, features_real = (t.float() for t in self.discriminate(x))
+                    logit_rec, _, features_rec = (t.float() for t in self.discriminate(x_rec))
+                    logit_prior, state_prior, _ = (t.float() for t in self.discriminate(x_prior))
                 loss_disc = losses.discriminator_loss(logit_real, torch.cat([logit_rec, logit_prior]))
                 if cfg.state_weight > 0 and labels is not None:
                     state_disc = losses.state_loss(state_real, labels.float())
