@@ -6,6 +6,7 @@ import time
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 
 from benchmarks.train_speed import PythaePeer, ReferenceLoop, peak_flops
 from vaegan.config import ModelConfig, TrainConfig
@@ -16,8 +17,16 @@ from vaegan.trainer import Trainer
 TINY = ModelConfig(image_size=32, base_channels=8, latent_dim=8)
 
 
+@pytest.fixture
+def fp32_accelerator():
+    """Accelerate keeps one precision per process: the comparison needs fp32, the other tests the default."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.mark.parametrize("state_weight", [0.0, 1.0])
-def test_reference_loop_computes_the_trainers_gradients(eye_folder, tmp_path, state_weight):
+def test_reference_loop_computes_the_trainers_gradients(eye_folder, tmp_path, state_weight, fp32_accelerator):
     """The benchmark's plain loop (one backward per network) is the same recipe as train_step (one backward, a hook at z)."""
     config = TrainConfig(out_dir=str(tmp_path), batch_size=8, device="cpu", mixed_precision="no", warmup_epochs=0, state_weight=state_weight)
     trainer = Trainer(config, TINY, load_dataset(eye_folder, image_size=32))
