@@ -144,6 +144,11 @@ class Discriminator(nn.Module):
 HUB_TAGS = ["vae-gan", "vae", "gan", "image-generation", "eyes", "latent-space", "pytorch"]
 
 
+def negate_unit_0(z: torch.Tensor) -> torch.Tensor:
+    """z with latent unit 0 negated: the same eye in the other open / closed state, where unit 0 carries it (--label-weight)."""
+    return torch.cat([-z[:, :1], z[:, 1:]], dim=1)
+
+
 class VAEGAN(
     nn.Module,
     PyTorchModelHubMixin,
@@ -169,13 +174,11 @@ class VAEGAN(
         return self.decoder(z)
 
     def forward(
-        self, x: torch.Tensor, z_prior: torch.Tensor | None = None, flip_state: bool = False
+        self, x: torch.Tensor, z_prior: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Training pass: x_rec, mu, logvar, the reparameterised z it was decoded from, and the generated images.
+        """Training pass: x_rec, mu, logvar, the reparameterised z it was decoded from, and decode(z_prior) if given.
 
-        The generated images are decode(z_prior), followed with `flip_state` by decode(z with latent unit 0
-        negated): the reconstructions shown in the other eye state (z detached there, so only the decoder
-        learns from them). Everything goes through the decoder as one batch.
+        Reconstructions and prior samples go through the decoder as one batch.
         """
         mu, logvar = self.encode(x)
         # reparameterisation trick, in fp32 under autocast too: then the z returned is the z decoded (Accelerate
@@ -183,12 +186,8 @@ class VAEGAN(
         z = mu.float() + torch.randn_like(mu, dtype=torch.float32) * (0.5 * logvar.float()).exp()
         if z_prior is None:
             return self.decode(z), mu, logvar, z, None
-        z_gen = [z_prior]
-        if flip_state:
-            z_gen.append(torch.cat([-z[:, :1], z[:, 1:]], dim=1).detach())
-        z_gen = torch.cat(z_gen)
-        x_rec, x_gen = self.decode(torch.cat([z, z_gen])).split([len(z), len(z_gen)])
-        return x_rec, mu, logvar, z, x_gen
+        x_rec, x_prior = self.decode(torch.cat([z, z_prior])).split([len(z), len(z_prior)])
+        return x_rec, mu, logvar, z, x_prior
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

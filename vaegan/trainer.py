@@ -24,13 +24,14 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from vaegan import losses
 from vaegan.config import ModelConfig, TrainConfig
 from vaegan.data import EyeData, to_float
 from vaegan.metrics import active_units
-from vaegan.networks import VAEGAN, Discriminator
+from vaegan.networks import VAEGAN, Discriminator, negate_unit_0
 from vaegan.pictures import preview_inputs, save_reconstructions, save_samples
 
 logger = logging.getLogger(__name__)
@@ -138,15 +139,14 @@ class Trainer:
         else:
             self.model, self.opt_model = self.accelerator.prepare(model, opt_model)
             self.discriminator = self.opt_disc = None
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        self.forward, self.decode, self.discriminate = self.model, unwrapped.decoder, self.discriminator
         if config.compile:
             # the discriminator's backward keeps the graph for the VAE's backward (retain_graph=True),
             # which compiled graphs allow only without donated buffers
             torch._functorch.config.donated_buffer = False
-            self.forward = torch.compile(self.model)
+            self.forward, self.decode = torch.compile(self.model), torch.compile(unwrapped.decoder)
             self.discriminate = torch.compile(self.discriminator) if self.adversarial else None
-        else:
-            self.forward, self.discriminate = self.model, self.discriminator
-        unwrapped = self.accelerator.unwrap_model(self.model)
         self.ema = copy.deepcopy(unwrapped).eval().requires_grad_(False) if config.ema_decay > 0 else None
         if self.ema is not None:
             self._ema_params, self._model_params = list(self.ema.parameters()), list(unwrapped.parameters())
@@ -182,7 +182,13 @@ class Trainer:
         z_prior = torch.randn(len(x), self.model_config.latent_dim, device=x.device) if self.adversarial else None
         state = self.adversarial and cfg.state_weight > 0 and labels is not None
         with self.accelerator.autocast():
-            x_rec, mu, logvar, z, x_gen = self.forward(x, z_prior, state)
+            # the generated images are decoded and discriminated apart from the reconstructions: the extra backward
+            # passes that route the GAN term on reconstructions (3. below) then cover only the reconstructions' rows
+            x_rec, mu, logvar, z, _ = self.forward(x)
+            x_gen = None
+            if self.adversarial:  # prior samples, and with the state term the reconstructions in the other eye state
+                z_gen = torch.cat([z_prior, negate_unit_0(z.detach())]) if state else z_prior
+                x_gen = self.decode(z_gen)
             kl = losses.kl_divergence(mu.float(), logvar.float())
             pixel = losses.pixel_reconstruction(x_rec.float(), x)
             loss_model = cfg.pixel_weight * pixel + cfg.kl_weight * kl
@@ -192,12 +198,12 @@ class Trainer:
                 loss_model = loss_model + cfg.label_weight * label
                 logs["label"] = label
             if self.adversarial:
-                # 1. one discriminator pass over real, reconstructed and generated images (prior samples, and
-                # with the state term the reconstructions flipped to the other eye state)
-                logits, states, features = self.discriminate(torch.cat([x, x_rec, x_gen]))
-                logit_real, logit_rec, logit_gen = logits.float().split([len(x), len(x), len(x_gen)])
-                state_real, _, state_gen_logit = states.float().split([len(x), len(x), len(x_gen)])
-                features_real, features_rec = features.float()[: 2 * len(x)].chunk(2)
+                # 1. the discriminator on real, reconstructed and generated images, one pass each, with one
+                # spectral-norm estimate for the three (cached: the same weights, one power iteration per step)
+                with parametrize.cached():
+                    logit_real, state_real, features_real = (t.float() for t in self.discriminate(x))
+                    logit_rec, _, features_rec = (t.float() for t in self.discriminate(x_rec))
+                    logit_gen, state_gen_logit, _ = (t.float() for t in self.discriminate(x_gen))
                 loss_disc = losses.discriminator_loss(logit_real, torch.cat([logit_rec, logit_gen]))
                 logs |= {
                     "disc": loss_disc,
@@ -220,7 +226,6 @@ class Trainer:
                     # reconstructions with unit 0 negated (decoder only: neither z reaches the encoder), so
                     # moving along unit 0 opens and closes an eye, as the page's slider does (Odena et al.'s
                     # AC-GAN term; the flipped reconstructions as in He et al.'s AttGAN)
-                    z_gen = torch.cat([z_prior[:, :1], -z[:, :1].detach()])  # unit 0 of what was decoded
                     state_gen = losses.state_loss(state_gen_logit, losses.latent_state(z_gen))
                     loss_model = loss_model + cfg.state_weight * state_gen
                     logs["state_gen"] = state_gen
