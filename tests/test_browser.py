@@ -58,16 +58,21 @@ def browser():
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def page(browser, app_url):
-    url, _ = app_url
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+def open_page(browser, url: str, width: int, height: int):
+    """A tab at this viewport, recording console errors, once the map is drawn."""
+    page = browser.new_page(viewport={"width": width, "height": height})
     page.set_default_timeout(TIMEOUT_MS)
     page.console_errors = []
     page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
     page.on("pageerror", lambda error: page.console_errors.append(str(error)))
     page.goto(url)
     page.wait_for_selector('.vaegan-map[data-ready="1"]')
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    page = open_page(browser, app_url[0], 1280, 1000)
     yield page
     page.close()
 
@@ -285,14 +290,7 @@ def test_sample_numbers_do_not_cover_the_thumbnails(page):
 
 @pytest.fixture(scope="module")
 def phone(browser, app_url):
-    url, _ = app_url
-    page = browser.new_page(viewport={"width": 420, "height": 900})
-    page.set_default_timeout(TIMEOUT_MS)
-    page.console_errors = []
-    page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
-    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
-    page.goto(url)
-    page.wait_for_selector('.vaegan-map[data-ready="1"]')
+    page = open_page(browser, app_url[0], 420, 900)
     yield page
     assert page.console_errors == [], f"browser console errors: {page.console_errors}"
     page.close()
