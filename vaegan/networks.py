@@ -173,21 +173,13 @@ class VAEGAN(
         """z (B, Z) -> x (B, C, H, W) in [-1, 1]."""
         return self.decoder(z)
 
-    def forward(
-        self, x: torch.Tensor, z_prior: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Training pass: x_rec, mu, logvar, the reparameterised z it was decoded from, and decode(z_prior) if given.
-
-        Reconstructions and prior samples go through the decoder as one batch.
-        """
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: x_rec, mu, logvar, and the reparameterised z that x_rec was decoded from."""
         mu, logvar = self.encode(x)
         # reparameterisation trick, in fp32 under autocast too: then the z returned is the z decoded (Accelerate
         # copies bf16 outputs to fp32), and the trainer can take gradients with respect to it
         z = mu.float() + torch.randn_like(mu, dtype=torch.float32) * (0.5 * logvar.float()).exp()
-        if z_prior is None:
-            return self.decode(z), mu, logvar, z, None
-        x_rec, x_prior = self.decode(torch.cat([z, z_prior])).split([len(z), len(z_prior)])
-        return x_rec, mu, logvar, z, x_prior
+        return self.decode(z), mu, logvar, z
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

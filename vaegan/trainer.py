@@ -7,7 +7,7 @@ Gradient routing follows Larsen et al. 2016: the encoder learns from KL + recons
 (pixels and discriminator features), never from the GAN term; the decoder also gets the
 non-saturating GAN term on prior samples and on reconstructions; the discriminator sees
 real images, reconstructions and prior samples. An EMA copy of the encoder / decoder is
-what gets sampled, validated and exported. All losses are computed from one forward pass before
+what gets sampled, validated and exported. All losses are computed from one forward pass per batch before
 any optimiser steps, and each backward writes only into its own parameters.
 """
 
@@ -160,18 +160,18 @@ class Trainer:
 
     def _load_weights(self, model: VAEGAN, source: str) -> None:
         """Fine-tuning: the encoder / decoder start from a model dir's weights (the discriminator starts afresh)."""
-        config_file = Path(source) / "config.json"
-        if not config_file.exists():
+        if not (Path(source) / "config.json").exists():
             raise TrainingError(f"--init-from {source}: not a model dir (no config.json)")
-        saved = json.loads(config_file.read_text())
-        differs = {k: v for k, v in saved.items() if k in asdict(self.model_config) and asdict(self.model_config)[k] != v}
+        try:
+            pretrained = VAEGAN.from_pretrained(source, strict=True)
+        except Exception as error:  # noqa: BLE001 - a damaged or foreign weights file
+            raise TrainingError(f"--init-from {source}: could not load its weights ({type(error).__name__}: {error})") from error
+        ours = asdict(self.model_config)
+        differs = {k: v for k, v in asdict(pretrained.config).items() if ours[k] != v}
         if differs:
             flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in differs.items())
             raise TrainingError(f"--init-from {source}: that model was built with other settings; add {flags}")
-        try:
-            model.load_state_dict(VAEGAN.from_pretrained(source, strict=True).state_dict())
-        except Exception as error:  # noqa: BLE001 - a damaged or foreign weights file
-            raise TrainingError(f"--init-from {source}: could not load its weights ({type(error).__name__}: {error})") from error
+        model.load_state_dict(pretrained.state_dict())
         logger.info("encoder / decoder initialised from %s", source)
 
     # ------------------------------------------------------------------ one step
@@ -184,7 +184,7 @@ class Trainer:
         with self.accelerator.autocast():
             # the generated images are decoded and discriminated apart from the reconstructions: the extra backward
             # passes that route the GAN term on reconstructions (3. below) then cover only the reconstructions' rows
-            x_rec, mu, logvar, z, _ = self.forward(x)
+            x_rec, mu, logvar, z = self.forward(x)
             x_gen = None
             if self.adversarial:  # prior samples, and with the state term the reconstructions in the other eye state
                 z_gen = torch.cat([z_prior, negate_unit_0(z.detach())]) if state else z_prior
