@@ -40,7 +40,7 @@ from benchmarks.common import git_commit, machine, write_section  # noqa: E402
 from vaegan import losses  # noqa: E402
 from vaegan.config import ModelConfig, TrainConfig  # noqa: E402
 from vaegan.data import EyeData, to_float  # noqa: E402
-from vaegan.networks import VAEGAN, Discriminator, negate_unit_0  # noqa: E402
+from vaegan.networks import VAEGAN, Discriminator, toward_other_state  # noqa: E402
 from vaegan.trainer import Trainer, cpu_bf16_supported  # noqa: E402
 
 DTYPES = {"no": torch.float32, "fp32": torch.float32, "bf16": torch.bfloat16}
@@ -94,7 +94,8 @@ class ReferenceLoop:
     def __init__(self, model_config: ModelConfig, config: TrainConfig, device: torch.device):
         self.config, self.latent_dim, self.step_count = config, model_config.latent_dim, 0
         self.model = VAEGAN(model_config).to(device)
-        self.disc = Discriminator(model_config, config.feature_depth).to(device)
+        self.disc = Discriminator(model_config, config.feature_depth, config.patch_discriminator).to(device)
+        self.open_direction = torch.zeros(model_config.latent_dim, device=device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         adam = dict(betas=(config.beta1, config.beta2))
         self.opt_encoder = torch.optim.Adam(self.model.encoder.parameters(), config.lr, **adam)
@@ -108,8 +109,16 @@ class ReferenceLoop:
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         x_rec = self.model.decode(z)
         state = cfg.state_weight > 0
-        # generated: prior samples, and with the state term the reconstructions with unit 0 negated (decoder only)
-        z_gen = torch.cat([z_prior, negate_unit_0(z.detach())]) if state else z_prior
+        # generated: prior samples, and with the state term the reconstructions moved to the other state (decoder only)
+        if state:
+            with torch.no_grad():
+                is_open = labels == 1
+                if is_open.any() and not is_open.all():
+                    batch = mu[is_open].mean(0) - mu[~is_open].mean(0)
+                    self.open_direction.lerp_(batch, 0.02 if self.open_direction.any() else 1.0)
+            z_gen = torch.cat([z_prior, toward_other_state(z.detach(), labels, self.open_direction)])
+        else:
+            z_gen = z_prior
         x_gen = self.model.decode(z_gen)
         with parametrize.cached():  # one spectral-norm estimate for the three batches, as in the trainer
             logit_real, state_real, features_real = self.disc(x)
@@ -125,7 +134,8 @@ class ReferenceLoop:
         loss_decoder = pixel + feature + gan
         if state:
             loss_disc = loss_disc + cfg.state_weight * losses.state_loss(state_real, labels.float())
-            loss_decoder = loss_decoder + cfg.state_weight * losses.state_loss(state_gen, losses.latent_state(z_gen))
+            target = torch.cat([losses.latent_state(z_prior), 1 - labels.float()])
+            loss_decoder = loss_decoder + cfg.state_weight * losses.state_loss(state_gen, target)
         for optimizer in (self.opt_encoder, self.opt_decoder, self.opt_disc):
             optimizer.zero_grad(set_to_none=True)
         loss_disc.backward(inputs=list(self.disc.parameters()), retain_graph=True)

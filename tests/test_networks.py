@@ -7,7 +7,7 @@ from safetensors import SafetensorError
 
 from vaegan import VAEGAN, ModelConfig
 from vaegan import losses
-from vaegan.networks import Discriminator, negate_unit_0, validate_config
+from vaegan.networks import Discriminator, toward_other_state, validate_config
 
 TINY = dict(base_channels=8, max_channels=32, latent_dim=8)
 
@@ -24,14 +24,30 @@ def test_shapes(image_size, channels):
     x_rec, mu, logvar, z = model(x)
     assert x_rec.shape == x.shape and model.sample(5).shape == (5, channels, image_size, image_size)
     logits, states, features = Discriminator(config)(x)
-    assert logits.shape == (3,) and features.ndim == 2 and features.shape[0] == 3
+    assert logits.shape == (3, 1) and features.ndim == 2 and features.shape[0] == 3
 
 
-def test_negate_unit_0_turns_the_state_unit_0_encodes_and_nothing_else():
-    z = torch.randn(5, 8)
-    flipped = negate_unit_0(z)
-    torch.testing.assert_close(losses.latent_state(flipped), 1 - losses.latent_state(z))
-    assert torch.equal(flipped[:, 1:], z[:, 1:]) and torch.equal(negate_unit_0(flipped), z)
+def test_slider_edit_moves_open_eyes_back_and_closed_eyes_on():
+    z, direction = torch.randn(4, 8), torch.randn(8)
+    labels = torch.tensor([1, 0, 1, 0])
+    moved = toward_other_state(z, labels, direction)
+    torch.testing.assert_close(moved[labels == 1], z[labels == 1] - direction)
+    torch.testing.assert_close(moved[labels == 0], z[labels == 0] + direction)
+    torch.testing.assert_close(toward_other_state(moved, 1 - labels, direction), z)  # and back
+
+
+def test_patch_logits_judge_their_own_patch():
+    """Each patch logit sees a 22 px window: a change in one corner moves the logits of its patches, not the far corner's."""
+    torch.manual_seed(0)
+    disc = Discriminator(ModelConfig(**TINY), patches=True).eval()
+    x = torch.rand(2, 1, 64, 64) * 2 - 1
+    logits, _, _ = disc(x)
+    assert logits.shape == (2, 1 + 8 * 8)
+    y = x.clone()
+    y[:, :, :8, :8] = -1  # the top-left corner
+    changed = (disc(y)[0] - logits).abs()[:, 1:].view(2, 8, 8)
+    assert changed[:, 0, 0].min() > 0 and changed[:, 4:, 4:].max() == 0
+    assert (disc(y)[0] - logits)[:, 0].abs().min() > 0  # the whole image's logit sees everything
 
 
 def test_eval_outputs_do_not_depend_on_the_batch():

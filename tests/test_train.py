@@ -65,9 +65,11 @@ def test_resume_continues_from_the_saved_step(eye_folder, tmp_path):
 
 
 def test_resume_equals_an_uninterrupted_run(eye_folder, tmp_path):
-    assert run(eye_folder, tmp_path / "straight", "--epochs", "2", "--map-size", "20") == 0
-    assert run(eye_folder, tmp_path / "split", "--epochs", "2", "--max-steps", "2", "--map-size", "20") == 0
-    assert run(eye_folder, tmp_path / "split", "--epochs", "2", "--resume", "--map-size", "20") == 0
+    """With the state term and the patch discriminator on: the slider's running direction is restored too."""
+    flags = ("--map-size", "20", "--state-weight", "1", "--patch-discriminator")
+    assert run(eye_folder, tmp_path / "straight", "--epochs", "2", *flags) == 0
+    assert run(eye_folder, tmp_path / "split", "--epochs", "2", "--max-steps", "2", *flags) == 0
+    assert run(eye_folder, tmp_path / "split", "--epochs", "2", "--resume", *flags) == 0
     straight = torch.load(tmp_path / "straight" / CHECKPOINT_FILE, weights_only=True)["model"]
     split = torch.load(tmp_path / "split" / CHECKPOINT_FILE, weights_only=True)["model"]
     for name in straight:
@@ -232,6 +234,27 @@ def test_state_term_teaches_d_the_labels_and_the_decoder_latent_unit_0(eye_folde
         torch.testing.assert_close(grad, d_on[name], rtol=0, atol=0, msg=name)
 
 
+def test_state_term_edits_move_along_the_class_mean_difference(eye_folder):
+    """The first batch sets the slider's running direction: mean(mu | open) - mean(mu | closed) of the encoder it trained."""
+    torch.manual_seed(0)
+    config = TrainConfig(out_dir="unused", batch_size=8, device="cpu", warmup_epochs=0, state_weight=1.0)
+    trainer = Trainer(config, ModelConfig(image_size=32, base_channels=8, latent_dim=8), load_dataset(eye_folder, image_size=32))
+    index = torch.cat([(trainer.labels == 0).nonzero()[:4, 0], (trainer.labels == 1).nonzero()[:4, 0]])  # both states
+    x, labels = trainer.batch(index), trainer.labels[index]
+    with torch.no_grad(), trainer.accelerator.autocast():  # the precision train_step runs in
+        mu, _ = trainer.model.encode(x)
+    mu = mu.float()
+    trainer.train_step(x, labels)
+    expected = mu[labels == 1].mean(0) - mu[labels == 0].mean(0)
+    torch.testing.assert_close(trainer.open_direction, expected)
+    # later batches move it a little (a running mean), a batch of one state not at all
+    before = trainer.open_direction.clone()
+    trainer.slider_edit(mu, mu, torch.ones(8, dtype=labels.dtype))
+    torch.testing.assert_close(trainer.open_direction, before, rtol=0, atol=0)
+    trainer.slider_edit(mu + torch.randn_like(mu), mu, labels)
+    assert 0 < (trainer.open_direction - before).abs().max() < 0.1 * before.abs().max() + 0.2
+
+
 def test_warmup_trains_a_plain_vae_first(eye_folder):
     """During the warm-up the discriminator's terms give the VAE no gradient at all, and are not logged as if training."""
     warm, _ = _one_step(eye_folder, warmup_epochs=5.0, gan_weight=100.0)
@@ -383,3 +406,27 @@ def test_init_from_starts_from_a_model_dirs_weights_and_refuses_another_architec
     assert "--latent-dim 8" in caplog.text and not (tmp_path / "wide" / "checkpoint").exists()
     assert run(eye_folder, tmp_path / "none", "--init-from", str(tmp_path / "missing")) == 1
     assert "not a model dir" in caplog.text
+
+
+def test_init_from_a_runs_model_starts_d_from_its_checkpoint_without_a_warm_up(eye_folder, tmp_path, caplog):
+    """Fine-tuning OUT_DIR/model: the discriminator comes from OUT_DIR's checkpoint (a patch head it lacked starts fresh), and no VAE-only epoch runs."""
+    source = tmp_path / "source"
+    assert run(eye_folder, source, "--epochs", "1", "--map-size", "20") == 0
+    trained_d = torch.load(source / CHECKPOINT_FILE, weights_only=True)["discriminator"]
+    data = load_dataset(eye_folder, image_size=32)
+    model_config = ModelConfig(image_size=32, base_channels=8, latent_dim=8)
+    config = TrainConfig(out_dir=str(tmp_path / "ft"), batch_size=8, device="cpu", init_from=str(source / "model"), patch_discriminator=True)
+    trainer = Trainer(config, model_config, data)
+    ours = trainer.discriminator.state_dict()
+    for name, value in trained_d.items():
+        torch.testing.assert_close(ours[name], value, msg=name)
+    assert trainer.warmup_steps == 0
+    assert Trainer(TrainConfig(out_dir=str(tmp_path / "scratch"), batch_size=8, device="cpu"), model_config, data).warmup_steps > 0
+    # a discriminator built otherwise is refused with one line, before anything is written
+    patched = tmp_path / "patched"
+    assert run(eye_folder, patched, "--epochs", "1", "--map-size", "20", "--patch-discriminator", "--init-from", str(source / "model")) == 0
+    assert run(eye_folder, tmp_path / "unpatched", "--init-from", str(patched / "model")) == 1
+    assert "was built otherwise" in caplog.text and not (tmp_path / "unpatched" / "checkpoint").exists()
+    (source / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    assert run(eye_folder, tmp_path / "bad", "--init-from", str(source / "model")) == 1
+    assert "could not load the discriminator" in caplog.text and not (tmp_path / "bad" / "checkpoint").exists()

@@ -44,10 +44,11 @@ class TrainConfig:
     feature_weight: float = 1.0  # Larsen et al.'s learned similarity in discriminator features
     gan_weight: float = 2.0  # weight of the decoder's non-saturating GAN terms
     label_weight: float = 10.0  # cross-entropy of open / closed read from latent unit 0 (semi-supervised; 0 = unsupervised)
-    state_weight: float = 0.0  # AC-GAN term: D learns open / closed on real eyes; prior samples and reconstructions with unit 0 negated must show the state unit 0 encodes (0 = off)
+    state_weight: float = 0.0  # AC-GAN term: D learns open / closed on real eyes; prior samples must show the state unit 0 encodes, and reconstructions moved as the page's slider moves them the other state (0 = off)
+    patch_discriminator: bool = False  # D also scores each 22 px patch (PatchGAN), so blurred texture reads as fake
     feature_depth: int = 3  # discriminator block whose features give the learned similarity (Larsen et al.: 3; lower = finer detail)
     gan_reconstructions: bool = True  # the decoder's GAN term also scores reconstructions (Larsen et al. eq. 10), not only prior samples
-    warmup_epochs: float = 1.0  # VAE-only epochs before the discriminator's terms switch on
+    warmup_epochs: float | None = None  # VAE-only epochs before the discriminator's terms switch on (default: 1, or 0 with --init-from: a trained decoder needs none, and a VAE-only epoch undoes its fine detail)
     ema_decay: float = 0.999  # exponential moving average of the encoder / decoder weights, exported and sampled (0 = off)
     hflip: bool = True  # random horizontal flips (a left eye mirrored is a right eye)
     # data

@@ -31,7 +31,7 @@ from vaegan import losses
 from vaegan.config import ModelConfig, TrainConfig
 from vaegan.data import EyeData, to_float
 from vaegan.metrics import active_units
-from vaegan.networks import VAEGAN, Discriminator, negate_unit_0
+from vaegan.networks import VAEGAN, Discriminator, toward_other_state
 from vaegan.pictures import preview_inputs, save_reconstructions, save_samples
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ def validate_train_config(config: TrainConfig) -> None:
             raise ValueError(f"{name} must be at least {least}, got {getattr(config, name)!r}")
     for name in ("lr", "lr_discriminator", "kl_weight", "label_weight", "state_weight", "pixel_weight", "feature_weight", "gan_weight", "warmup_epochs"):
         value = getattr(config, name)
+        if value is None and name == "warmup_epochs":  # the default: see warmup_epochs()
+            continue
         if not math.isfinite(value) or value < 0:  # 0 is allowed: a zero learning rate freezes that network
             raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
     for name in ("beta1", "beta2", "ema_decay"):
@@ -71,6 +73,13 @@ def validate_train_config(config: TrainConfig) -> None:
             raise ValueError(f"{name} must be in [0, 1), got {getattr(config, name)!r}")
     if not (0 <= config.val_fraction < 1 and 0 <= config.test_fraction < 1 and config.val_fraction + config.test_fraction < 1):
         raise ValueError(f"val_fraction and test_fraction must be in [0, 1) and leave a train split, got {config.val_fraction!r} and {config.test_fraction!r}")
+
+
+def warmup_epochs(config: TrainConfig) -> float:
+    """The VAE-only warm-up: as set, else 1 epoch from scratch and none with --init-from (the decoder is trained already)."""
+    if config.warmup_epochs is not None:
+        return config.warmup_epochs
+    return 0.0 if config.init_from else 1.0
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
@@ -110,13 +119,13 @@ class Trainer:
         self.total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
-        self.warmup_steps = int(config.warmup_epochs * self.steps_per_epoch)
+        self.warmup_steps = int(warmup_epochs(config) * self.steps_per_epoch)
         self.adversarial = model_config.model_type == "vaegan"
         if self.adversarial and self.warmup_steps >= self.total_steps:
             logger.warning(
                 "the run (%d steps) ends within the VAE-only warm-up (%d steps, --warmup-epochs %g): the GAN terms never switch on, "
                 "so this trains a plain VAE; lower --warmup-epochs or train longer",
-                self.total_steps, self.warmup_steps, config.warmup_epochs,
+                self.total_steps, self.warmup_steps, warmup_epochs(config),
             )
 
         on_gpu = self.device.type == "cuda"
@@ -131,7 +140,10 @@ class Trainer:
         adam = dict(betas=(config.beta1, config.beta2), fused=on_gpu or None)
         opt_model = torch.optim.Adam(model.parameters(), lr=config.lr, **adam)
         if self.adversarial:
-            discriminator = Discriminator(model_config, config.feature_depth).to(memory_format=self.memory_format)
+            discriminator = Discriminator(model_config, config.feature_depth, config.patch_discriminator)
+            if config.init_from:
+                self._load_discriminator(discriminator, config.init_from)
+            discriminator = discriminator.to(memory_format=self.memory_format)
             opt_disc = torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator, **adam)
             self.model, self.discriminator, self.opt_model, self.opt_disc = self.accelerator.prepare(
                 model, discriminator, opt_model, opt_disc
@@ -155,6 +167,9 @@ class Trainer:
         self.images = images.to(self.device) if fits else images.pin_memory()  # on the device once, when it fits
         self.labels = self.train_data.labels.to(self.images.device)
         self.step = 0
+        # running mean(mu | open) - mean(mu | closed) of the training batches: the slider's direction, which
+        # the state term's edits move along (the page's map stores the same difference over the train split)
+        self.open_direction = torch.zeros(model_config.latent_dim, device=self.device)
         self._last_total = 0.0  # the latest sum of logged losses: is the state worth a checkpoint?
         self.fixed_z, self.fixed_real = preview_inputs(data, model_config.latent_dim, config.seed)  # what the sample grids show
 
@@ -174,6 +189,28 @@ class Trainer:
         model.load_state_dict(pretrained.state_dict())
         logger.info("encoder / decoder initialised from %s", source)
 
+    def _load_discriminator(self, discriminator: Discriminator, source: str) -> None:
+        """Fine-tuning a run's model (OUT_DIR/model): D starts from that run's checkpoint, where there is one.
+
+        A fresh D gives the learned similarity nothing to say for its first hundreds of steps, and
+        meanwhile the KL term squeezes the latent (measured: KL 103 -> 40 nats in one epoch). A patch
+        head the run did not have starts fresh.
+        """
+        path = Path(source).parent / CHECKPOINT_FILE
+        if not path.exists():
+            logger.info("--init-from %s: no training checkpoint beside it, so the discriminator starts afresh", source)
+            return
+        try:
+            weights = torch.load(path, map_location="cpu", weights_only=True).get("discriminator")
+            if weights is None:
+                raise TrainingError(f"{path} has no discriminator (a plain-VAE run)")
+            missing, unexpected = discriminator.load_state_dict(weights, strict=False)
+        except Exception as error:  # noqa: BLE001 - a damaged or foreign checkpoint
+            raise TrainingError(f"--init-from {source}: could not load the discriminator from {path} ({type(error).__name__}: {error})") from error
+        if unexpected or any(not name.startswith("patch_head") for name in missing):
+            raise TrainingError(f"--init-from {source}: the discriminator in {path} was built otherwise (other --feature-depth or --patch-discriminator)")
+        logger.info("discriminator initialised from %s", path)
+
     # ------------------------------------------------------------------ one step
     def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One optimisation step on a float batch in [-1, 1] (and its open / closed labels); returns detached loss tensors (no host sync)."""
@@ -186,8 +223,8 @@ class Trainer:
             # passes that route the GAN term on reconstructions (3. below) then cover only the reconstructions' rows
             x_rec, mu, logvar, z = self.forward(x)
             x_gen = None
-            if self.adversarial:  # prior samples, and with the state term the reconstructions in the other eye state
-                z_gen = torch.cat([z_prior, negate_unit_0(z.detach())]) if state else z_prior
+            if self.adversarial:  # prior samples, and with the state term the reconstructions moved to the other eye state
+                z_gen = torch.cat([z_prior, self.slider_edit(mu, z, labels)]) if state else z_prior
                 x_gen = self.decode(z_gen)
             kl = losses.kl_divergence(mu.float(), logvar.float())
             pixel = losses.pixel_reconstruction(x_rec.float(), x)
@@ -207,10 +244,12 @@ class Trainer:
                 loss_disc = losses.discriminator_loss(logit_real, torch.cat([logit_rec, logit_gen]))
                 logs |= {
                     "disc": loss_disc,
-                    "d_real": torch.sigmoid(logit_real).mean(),
-                    "d_rec": torch.sigmoid(logit_rec).mean(),
-                    "d_fake": torch.sigmoid(logit_gen[: len(x)]).mean(),
+                    "d_real": torch.sigmoid(logit_real[:, 0]).mean(),  # the whole image's logit
+                    "d_rec": torch.sigmoid(logit_rec[:, 0]).mean(),
+                    "d_fake": torch.sigmoid(logit_gen[: len(x), 0]).mean(),
                 }
+                if logit_real.shape[1] > 1:  # the patch logits
+                    logs |= {"patch_real": torch.sigmoid(logit_real[:, 1:]).mean(), "patch_rec": torch.sigmoid(logit_rec[:, 1:]).mean()}
                 if state:
                     state_disc = losses.state_loss(state_real, labels.float())
                     loss_disc = loss_disc + cfg.state_weight * state_disc
@@ -222,11 +261,12 @@ class Trainer:
                 loss_model = loss_model + cfg.feature_weight * feature + cfg.gan_weight * gan
                 logs |= {"feature": feature, "gan": gan}
                 if state:
-                    # 4. generated eyes must show the state their latent unit 0 encodes: prior samples, and
-                    # reconstructions with unit 0 negated (decoder only: neither z reaches the encoder), so
-                    # moving along unit 0 opens and closes an eye, as the page's slider does (Odena et al.'s
-                    # AC-GAN term; the flipped reconstructions as in He et al.'s AttGAN)
-                    state_gen = losses.state_loss(state_gen_logit, losses.latent_state(z_gen))
+                    # 4. generated eyes must show their state: prior samples the one latent unit 0 encodes, and
+                    # reconstructions moved one class-mean difference along the slider's direction the other
+                    # one (decoder only: neither z reaches the encoder), so the page's slider opens and closes
+                    # an eye (Odena et al.'s AC-GAN term; the edited reconstructions as in He et al.'s AttGAN)
+                    target = torch.cat([losses.latent_state(z_prior), 1 - labels.float()])
+                    state_gen = losses.state_loss(state_gen_logit, target)
                     loss_model = loss_model + cfg.state_weight * state_gen
                     logs["state_gen"] = state_gen
                 if cfg.gan_reconstructions:
@@ -251,6 +291,17 @@ class Trainer:
         self.step += 1
         self.update_ema()
         return {name: value.detach() for name, value in logs.items()}
+
+    @torch.no_grad()
+    def slider_edit(self, mu: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """z (detached) moved toward the other eye state by the running class-mean difference of mu, as the page's slider moves an eye."""
+        mu = mu.float()
+        is_open = labels == 1
+        if is_open.any() and not is_open.all():
+            batch = mu[is_open].mean(0) - mu[~is_open].mean(0)
+            first = not self.open_direction.any()
+            self.open_direction.lerp_(batch, 1.0 if first else 0.02)  # a running mean over about 50 batches
+        return toward_other_state(z.detach(), labels, self.open_direction)
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -379,6 +430,7 @@ class Trainer:
             "model": self.accelerator.unwrap_model(self.model).state_dict(),
             "opt_model": self.opt_model.state_dict(),
             "rng_cpu": torch.get_rng_state(),
+            "open_direction": self.open_direction,
         }
         if torch.cuda.is_available():
             state["rng_cuda"] = torch.cuda.get_rng_state_all()
@@ -428,6 +480,8 @@ class Trainer:
         if self.adversarial:
             self.accelerator.unwrap_model(self.discriminator).load_state_dict(state["discriminator"])
             self.opt_disc.load_state_dict(state["opt_disc"])
+        if "open_direction" in state:  # older checkpoints start the running direction afresh
+            self.open_direction.copy_(state["open_direction"])
         torch.set_rng_state(state["rng_cpu"])
         if "rng_cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
