@@ -94,7 +94,7 @@ class ReferenceLoop:
     def __init__(self, model_config: ModelConfig, config: TrainConfig, device: torch.device):
         self.config, self.latent_dim, self.step_count = config, model_config.latent_dim, 0
         self.model = VAEGAN(model_config).to(device)
-        self.disc = Discriminator(model_config, config.feature_depth, config.patch_discriminator).to(device)
+        self.disc = Discriminator(model_config, config.feature_depth).to(device)
         self.open_direction = torch.zeros(model_config.latent_dim, device=device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         adam = dict(betas=(config.beta1, config.beta2))

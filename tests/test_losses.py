@@ -34,15 +34,6 @@ def test_gan_losses_prefer_the_right_answer():
     assert losses.generator_loss(sure_real) < 1e-3 < losses.generator_loss(sure_fake)
 
 
-def test_patch_logits_weigh_as_much_as_the_whole_images():
-    """logits (B, 1 + P): the whole image's logit counts half, the mean of the P patch logits the other half, whatever P."""
-    whole = torch.zeros(4, 1)  # unsure: log 2 each
-    few, many = torch.full((4, 4), 10.0), torch.full((4, 64), 10.0)  # sure and right
-    for patches in (few, many):
-        torch.testing.assert_close(losses.generator_loss(torch.cat([whole, patches], 1)), 0.5 * math.log(2) + 0.5 * losses.generator_loss(patches[:, 0]))
-    torch.testing.assert_close(losses.generator_loss(whole), losses.generator_loss(whole[:, 0]))
-
-
 def test_latent_label_loss_reads_unit_zero_only():
     labels = torch.tensor([1, 0, 1, 0])
     right = torch.zeros(4, 3)

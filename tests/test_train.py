@@ -65,8 +65,8 @@ def test_resume_continues_from_the_saved_step(eye_folder, tmp_path):
 
 
 def test_resume_equals_an_uninterrupted_run(eye_folder, tmp_path):
-    """With the state term and the patch discriminator on: the slider's running direction is restored too."""
-    flags = ("--map-size", "20", "--state-weight", "1", "--patch-discriminator")
+    """With the state term on: the slider's running direction is restored too."""
+    flags = ("--map-size", "20", "--state-weight", "1")
     assert run(eye_folder, tmp_path / "straight", "--epochs", "2", *flags) == 0
     assert run(eye_folder, tmp_path / "split", "--epochs", "2", "--max-steps", "2", *flags) == 0
     assert run(eye_folder, tmp_path / "split", "--epochs", "2", "--resume", *flags) == 0
@@ -409,24 +409,20 @@ def test_init_from_starts_from_a_model_dirs_weights_and_refuses_another_architec
 
 
 def test_init_from_a_runs_model_starts_d_from_its_checkpoint_without_a_warm_up(eye_folder, tmp_path, caplog):
-    """Fine-tuning OUT_DIR/model: the discriminator comes from OUT_DIR's checkpoint (a patch head it lacked starts fresh), and no VAE-only epoch runs."""
+    """Fine-tuning OUT_DIR/model: the discriminator comes from OUT_DIR's checkpoint, and no VAE-only epoch runs."""
     source = tmp_path / "source"
     assert run(eye_folder, source, "--epochs", "1", "--map-size", "20") == 0
     trained_d = torch.load(source / CHECKPOINT_FILE, weights_only=True)["discriminator"]
     data = load_dataset(eye_folder, image_size=32)
     model_config = ModelConfig(image_size=32, base_channels=8, latent_dim=8)
-    config = TrainConfig(out_dir=str(tmp_path / "ft"), batch_size=8, device="cpu", init_from=str(source / "model"), patch_discriminator=True)
+    config = TrainConfig(out_dir=str(tmp_path / "ft"), batch_size=8, device="cpu", init_from=str(source / "model"))
     trainer = Trainer(config, model_config, data)
     ours = trainer.discriminator.state_dict()
     for name, value in trained_d.items():
         torch.testing.assert_close(ours[name], value, msg=name)
     assert trainer.warmup_steps == 0
     assert Trainer(TrainConfig(out_dir=str(tmp_path / "scratch"), batch_size=8, device="cpu"), model_config, data).warmup_steps > 0
-    # a discriminator built otherwise is refused with one line, before anything is written
-    patched = tmp_path / "patched"
-    assert run(eye_folder, patched, "--epochs", "1", "--map-size", "20", "--patch-discriminator", "--init-from", str(source / "model")) == 0
-    assert run(eye_folder, tmp_path / "unpatched", "--init-from", str(patched / "model")) == 1
-    assert "was built otherwise" in caplog.text and not (tmp_path / "unpatched" / "checkpoint").exists()
+    # a damaged checkpoint is refused with one line, before anything is written
     (source / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     assert run(eye_folder, tmp_path / "bad", "--init-from", str(source / "model")) == 1
     assert "could not load the discriminator" in caplog.text and not (tmp_path / "bad" / "checkpoint").exists()

@@ -31,6 +31,7 @@ from vaegan.eye_features import DEFAULT_FEATURES, EyeFeatureNet, load_feature_ne
 from vaegan.hub import HubError, load_model
 from vaegan.latent_map import LatentMap, encode_images, fit_umap
 from vaegan.metrics import active_units, feature_distances, knn_accuracy_2d, laplacian_variance, probe_scores, reconstruction_scores
+from vaegan.networks import toward_other_state
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def evaluate(
     labels = test.labels
     edit_flip = math.nan
     if direction is not None:
-        moved = torch.as_tensor(mu_test) + torch.where(labels == 1, -1.0, 1.0)[:, None] * direction  # open -> closed, closed -> open
+        moved = toward_other_state(torch.as_tensor(mu_test), labels, direction)  # open -> closed, closed -> open
         edited = torch.cat([model.decode(z.to(device)).float().clamp(-1, 1) for z in moved.split(batch_size)])
         edit_flip = (predict_labels(features, edited).cpu() == 1 - labels).float().mean().item()
 

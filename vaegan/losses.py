@@ -29,17 +29,11 @@ def feature_reconstruction(features_rec: torch.Tensor, features_real: torch.Tens
     return (features_rec - features_real.detach()).pow(2).mean()
 
 
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    """BCE with logits against a constant target; logits (B, 1 + P): the whole image's logit and the mean of its P patch logits weigh half each."""
-    bce = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none")
-    if bce.dim() == 1 or bce.shape[1] == 1:
-        return bce.mean()
-    return 0.5 * (bce[:, 0].mean() + bce[:, 1:].mean())
-
-
 def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     """Goodfellow et al. 2014 discriminator objective, as BCE with logits (numerically stable)."""
-    return _bce(logits_real, 1.0) + _bce(logits_fake, 0.0)
+    real = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+    fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+    return real + fake
 
 
 LABEL_SCALE = 4.0  # latent unit 0 times this is the open / closed logit
@@ -68,4 +62,4 @@ def latent_label_loss(mu: torch.Tensor, labels: torch.Tensor, scale: float = LAB
 
 def generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     """Non-saturating generator loss, -log D(G(z)) (Goodfellow et al. 2014, section 3)."""
-    return _bce(logits_fake, 1.0)
+    return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))

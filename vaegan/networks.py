@@ -109,16 +109,14 @@ class Decoder(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """x -> (logits (B, 1 + P), state logit (B,), features (B, F)).
+    """x -> (logit (B,), state logit (B,), features (B, F)).
 
-    The logits say real vs generated: one for the whole image, and with `patches` one more per
-    cell of the 8x8 map after the third block (each cell sees a 22 px patch, as in Isola et al.'s
-    PatchGAN), which judges local texture, so a blurred eye is told from a real one. The state
-    logit reads open (1) vs closed (0) from the same trunk, as in Odena et al.'s AC-GAN. The
-    features after block `feature_depth` (Larsen et al.: the third) are the learned similarity.
+    The first logit is real vs generated; the second reads open (1) vs closed (0) from the same
+    trunk, as in Odena et al.'s AC-GAN. The features after block `feature_depth` (Larsen et al.:
+    the third) are the learned similarity.
     """
 
-    def __init__(self, config: ModelConfig, feature_depth: int = 3, patches: bool = False):
+    def __init__(self, config: ModelConfig, feature_depth: int = 3):
         super().__init__()
         widths = _widths(config)
         blocks = []
@@ -130,23 +128,16 @@ class Discriminator(nn.Module):
         self.feature_depth = min(feature_depth, len(blocks))
         self.blocks = nn.ModuleList(blocks)
         self.head = spectral_norm(nn.Linear(widths[-1] * 4 * 4, 2))
-        self.patch_depth = min(3, len(blocks)) if patches else 0
-        # not spectral-normalised: after three normalised blocks the features are small, and a normalised
-        # 1x1 head kept every patch logit within 0.01 of 0 (P(real) 0.501 against 0.500 for reconstructions)
-        self.patch_head = nn.Conv2d(widths[self.patch_depth - 1], 1, 1) if patches else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         features = x
         h = x
-        patch_logits = []
         for depth, block in enumerate(self.blocks, start=1):
             h = block(h)
             if depth == self.feature_depth:
                 features = h
-            if depth == self.patch_depth:
-                patch_logits.append(self.patch_head(h).flatten(1))  # (B, P)
         logit, state = self.head(h.flatten(1)).unbind(1)
-        return torch.cat([logit[:, None], *patch_logits], dim=1), state, features.flatten(1)
+        return logit, state, features.flatten(1)
 
 
 # The Hub tags of a vaegan model: the mixin writes them on save_pretrained / push_to_hub, vaegan.card into its card.

@@ -140,7 +140,7 @@ class Trainer:
         adam = dict(betas=(config.beta1, config.beta2), fused=on_gpu or None)
         opt_model = torch.optim.Adam(model.parameters(), lr=config.lr, **adam)
         if self.adversarial:
-            discriminator = Discriminator(model_config, config.feature_depth, config.patch_discriminator)
+            discriminator = Discriminator(model_config, config.feature_depth)
             if config.init_from:
                 self._load_discriminator(discriminator, config.init_from)
             discriminator = discriminator.to(memory_format=self.memory_format)
@@ -193,8 +193,7 @@ class Trainer:
         """Fine-tuning a run's model (OUT_DIR/model): D starts from that run's checkpoint, where there is one.
 
         A fresh D gives the learned similarity nothing to say for its first hundreds of steps, and
-        meanwhile the KL term squeezes the latent (measured: KL 103 -> 40 nats in one epoch). A patch
-        head the run did not have starts fresh.
+        meanwhile the KL term squeezes the latent (measured: KL 103 -> 40 nats in one epoch).
         """
         path = Path(source).parent / CHECKPOINT_FILE
         if not path.exists():
@@ -204,11 +203,9 @@ class Trainer:
             weights = torch.load(path, map_location="cpu", weights_only=True).get("discriminator")
             if weights is None:
                 raise TrainingError(f"{path} has no discriminator (a plain-VAE run)")
-            missing, unexpected = discriminator.load_state_dict(weights, strict=False)
+            discriminator.load_state_dict(weights)
         except Exception as error:  # noqa: BLE001 - a damaged or foreign checkpoint
             raise TrainingError(f"--init-from {source}: could not load the discriminator from {path} ({type(error).__name__}: {error})") from error
-        if unexpected or any(not name.startswith("patch_head") for name in missing):
-            raise TrainingError(f"--init-from {source}: the discriminator in {path} was built otherwise (other --feature-depth or --patch-discriminator)")
         logger.info("discriminator initialised from %s", path)
 
     # ------------------------------------------------------------------ one step
@@ -244,12 +241,10 @@ class Trainer:
                 loss_disc = losses.discriminator_loss(logit_real, torch.cat([logit_rec, logit_gen]))
                 logs |= {
                     "disc": loss_disc,
-                    "d_real": torch.sigmoid(logit_real[:, 0]).mean(),  # the whole image's logit
-                    "d_rec": torch.sigmoid(logit_rec[:, 0]).mean(),
-                    "d_fake": torch.sigmoid(logit_gen[: len(x), 0]).mean(),
+                    "d_real": torch.sigmoid(logit_real).mean(),
+                    "d_rec": torch.sigmoid(logit_rec).mean(),
+                    "d_fake": torch.sigmoid(logit_gen[: len(x)]).mean(),
                 }
-                if logit_real.shape[1] > 1:  # the patch logits
-                    logs |= {"patch_real": torch.sigmoid(logit_real[:, 1:]).mean(), "patch_rec": torch.sigmoid(logit_rec[:, 1:]).mean()}
                 if state:
                     state_disc = losses.state_loss(state_real, labels.float())
                     loss_disc = loss_disc + cfg.state_weight * state_disc
