@@ -232,7 +232,8 @@ def section(args, results, extra_split, seconds, features: EyeFeatureNet, grid: 
         "",
         f"- data: `{Path(args.data_dir).name}` ({args.data_dir}); both models: {args.epochs} epochs"
         + (f", at most {args.max_steps} steps" if args.max_steps else "")
-        + f"; training took {seconds['vae'] / 60:.1f} min (VAE) and {seconds['vaegan'] / 60:.1f} min (VAE-GAN).",
+        + (f"; training took {seconds['vae'] / 60:.1f} min (VAE) and {seconds['vaegan'] / 60:.1f} min (VAE-GAN)"
+           + (", as recorded when they were trained, not timed by this run." if args.skip_training else ".")),
         f"- extra flags: VAE `{args.vae_args or '-'}`, VAE-GAN `{args.vaegan_args or '-'}` (else train.py defaults)"
         + ("; the models of an earlier run of this command, re-evaluated (`--skip-training`)." if args.skip_training else "."),
         f"- scored on val + test ({both_n} images never trained on, both sources in the folder: on `../shared/data` the test split "
