@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vaegan.data import load_dataset, to_float  # noqa: E402
 from vaegan.eye_features import load_feature_network, predict_labels  # noqa: E402
 from vaegan.hub import load_model  # noqa: E402
+from vaegan.networks import toward_other_state  # noqa: E402
 
 
 @torch.no_grad()
@@ -39,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     features = load_feature_network()
     x = to_float(held_out.images)
     mu = torch.cat([model.encode(batch)[0] for batch in x.split(256)])
-    toward_other = torch.where(held_out.labels == 1, -1.0, 1.0)[:, None]  # open -> closed, closed -> open
     direction = torch.as_tensor(latent_map.open_direction)
     unit_0 = torch.zeros_like(direction)
     unit_0[0] = direction[0]
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, vector in parts.items():
         flips = []
         for scale in scales:
-            moved = mu + scale * toward_other * vector
+            moved = toward_other_state(mu, held_out.labels, scale * vector)  # open -> closed, closed -> open
             edited = torch.cat([model.decode(z).clamp(-1, 1) for z in moved.split(256)])
             flips.append((predict_labels(features, edited).cpu() == 1 - held_out.labels).float().mean().item())
         print(f"| {name} | " + " | ".join(f"{f:.3f}" for f in flips) + " |")

@@ -41,7 +41,7 @@ from vaegan import losses  # noqa: E402
 from vaegan.config import ModelConfig, TrainConfig  # noqa: E402
 from vaegan.data import EyeData, to_float  # noqa: E402
 from vaegan.networks import VAEGAN, Discriminator, toward_other_state  # noqa: E402
-from vaegan.trainer import Trainer, cpu_bf16_supported  # noqa: E402
+from vaegan.trainer import Trainer, cpu_bf16_supported, update_open_direction  # noqa: E402
 
 DTYPES = {"no": torch.float32, "fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -111,11 +111,7 @@ class ReferenceLoop:
         state = cfg.state_weight > 0
         # generated: prior samples, and with the state term the reconstructions moved to the other state (decoder only)
         if state:
-            with torch.no_grad():
-                is_open = labels == 1
-                if is_open.any() and not is_open.all():
-                    batch = mu[is_open].mean(0) - mu[~is_open].mean(0)
-                    self.open_direction.lerp_(batch, 0.02 if self.open_direction.any() else 1.0)
+            update_open_direction(self.open_direction, mu, labels)
             z_gen = torch.cat([z_prior, toward_other_state(z.detach(), labels, self.open_direction)])
         else:
             z_gen = z_prior

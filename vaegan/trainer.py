@@ -63,9 +63,7 @@ def validate_train_config(config: TrainConfig) -> None:
         if getattr(config, name) < least:
             raise ValueError(f"{name} must be at least {least}, got {getattr(config, name)!r}")
     for name in ("lr", "lr_discriminator", "kl_weight", "label_weight", "state_weight", "pixel_weight", "feature_weight", "gan_weight", "warmup_epochs"):
-        value = getattr(config, name)
-        if value is None and name == "warmup_epochs":  # the default: see warmup_epochs()
-            continue
+        value = warmup_epochs(config) if name == "warmup_epochs" else getattr(config, name)  # None: the default, see warmup_epochs()
         if not math.isfinite(value) or value < 0:  # 0 is allowed: a zero learning rate freezes that network
             raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
     for name in ("beta1", "beta2", "ema_decay"):
@@ -80,6 +78,16 @@ def warmup_epochs(config: TrainConfig) -> float:
     if config.warmup_epochs is not None:
         return config.warmup_epochs
     return 0.0 if config.init_from else 1.0
+
+
+@torch.no_grad()
+def update_open_direction(direction: torch.Tensor, mu: torch.Tensor, labels: torch.Tensor, rate: float = 0.02) -> None:
+    """Move the running mean(mu | open) - mean(mu | closed) toward this batch's, in place (a running mean over about
+    1 / rate batches; the first batch with both states sets it). A batch of one state leaves it as it is."""
+    is_open = labels == 1
+    if is_open.any() and not is_open.all():
+        batch = mu[is_open].float().mean(0) - mu[~is_open].float().mean(0)
+        direction.lerp_(batch, rate if direction.any() else 1.0)
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
@@ -290,12 +298,7 @@ class Trainer:
     @torch.no_grad()
     def slider_edit(self, mu: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """z (detached) moved toward the other eye state by the running class-mean difference of mu, as the page's slider moves an eye."""
-        mu = mu.float()
-        is_open = labels == 1
-        if is_open.any() and not is_open.all():
-            batch = mu[is_open].mean(0) - mu[~is_open].mean(0)
-            first = not self.open_direction.any()
-            self.open_direction.lerp_(batch, 1.0 if first else 0.02)  # a running mean over about 50 batches
+        update_open_direction(self.open_direction, mu, labels)
         return toward_other_state(z.detach(), labels, self.open_direction)
 
     @torch.no_grad()
