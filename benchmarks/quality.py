@@ -32,7 +32,6 @@ from vaegan.data import EyeData, load_dataset, to_float, to_uint8  # noqa: E402
 from vaegan.evaluate import evaluate, select_split  # noqa: E402
 from vaegan.eye_features import DEFAULT_FEATURES, EyeFeatureNet, feature_file_info, load_feature_network  # noqa: E402
 from vaegan.latent_map import LatentMap  # noqa: E402
-from vaegan.metrics import sharpness_ratio  # noqa: E402
 from vaegan.networks import VAEGAN  # noqa: E402
 
 logger = logging.getLogger("quality")
@@ -88,24 +87,6 @@ def train_model(model_type: str, args: argparse.Namespace) -> float:
     if code != 0:
         raise SystemExit(f"training the {model_type} failed (exit code {code})")
     return time.perf_counter() - started
-
-
-@torch.no_grad()
-def sharpness_by_source(model: VAEGAN, held_out: EyeData) -> dict[str, float]:
-    """Reconstruction sharpness per top-level folder (source) of the held-out eyes, where there are several.
-
-    The pooled ratio is a sum over all eyes, so the source with the most fine detail dominates it: on
-    `../shared/data` the drowsiness crops carry about 20x the Laplacian energy of CEW's 24 px patches,
-    and noise added to CEW reconstructions can lift the pooled figure while the sharp crops stay soft.
-    """
-    sources = [path.split("/")[0] for path in held_out.paths]
-    result = {}
-    for source in sorted(set(sources)) if len(set(sources)) > 1 else []:
-        index = torch.tensor([i for i, s in enumerate(sources) if s == source])
-        x = to_float(held_out.images[index])
-        x_rec = model.eval().decode(model.encode(x)[0]).float().clamp(-1, 1)
-        result[f"recon_sharpness[{source}]"] = sharpness_ratio(x_rec, x)
-    return result
 
 
 def picture(models: dict[str, VAEGAN], held_out: EyeData, path: Path, n: int = 16, seed: int = 0) -> Path:
@@ -285,7 +266,6 @@ def main(argv: list[str] | None = None) -> int:
     for name, model in models.items():
         for split in results:
             results[split][name] = evaluate(model, data, features, maps[name], split=split)
-            results[split][name] |= sharpness_by_source(model, select_split(data, split))
         if name in MODELS:
             record = {"train_seconds": seconds[name], **{split: results[split][name] for split in results}}
             (Path(args.out_dir) / name / "quality_eval.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -23,6 +23,17 @@ def test_card_metadata_table_and_pictures(tmp_path):
     assert meta["datasets"] == ["sehriyarmemmedli/open-closed-eyes-dataset"]  # no data_dir: the Kaggle set
     assert "| reconstruction SSIM | 0.75 |" in text and "![samples](images/samples.png)" in text and "interpolation.png" not in text
     assert "github.com/vaegan" not in text and "64x64 grayscale" in text
+    assert "| metric | value |" in text and "validation and test splits" not in text  # no eval_images: no claim about them
+    # per-source sharpness, right after the pooled figure, and the eyes it was measured on
+    metrics = {"recon_sharpness": 0.3, "recon_sharpness[cew]": 1.2, "recon_sharpness[eyestate]": 0.15, "recon_ssim": 0.8, "eval_images": 1062}
+    text = card.write_model_card(tmp_path, {}, metrics).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| fine detail of reconstructions")]
+    assert rows == [
+        "| fine detail of reconstructions (Laplacian variance / real's; 1 = as sharp as real) | 0.3 |",
+        "| fine detail of reconstructions, cew eyes only | 1.2 |",
+        "| fine detail of reconstructions, eyestate eyes only | 0.15 |",
+    ]
+    assert "On the 1062 eyes of the validation and test splits (none was trained on)." in text
     # the mixin writes the same tags when it saves the model
     assert set(HUB_TAGS) <= set(VAEGAN._hub_mixin_info.model_card_data.tags)
 

@@ -20,7 +20,7 @@ from torch import nn
 from vaegan import eye_features
 from vaegan.config import ModelConfig
 from vaegan.data import EyeData, to_float
-from vaegan.evaluate import evaluate, main, map_coordinates, select_split
+from vaegan.evaluate import evaluate, main, map_coordinates, select_split, source_index
 from vaegan.eye_features import (
     FEATURE_FORMAT,
     EyeFeatureNet,
@@ -204,12 +204,45 @@ def test_select_split(data):
         select_split(data, "everything")
 
 
+def test_sources_are_top_level_folders_that_name_no_split_or_class():
+    assert source_index(["cew/open/a.png", "eyestate/closed/b.png", "cew/closed/c.png"]).keys() == {"cew", "eyestate"}
+    assert source_index(["cew/open/a.png", "eyestate/closed/b.png", "cew/closed/c.png"])["cew"].tolist() == [0, 2]
+    assert source_index(["cew/open/a.png", "cew/closed/b.png"]) == {}  # one source
+    assert source_index(["train/open/a.png", "test/closed/b.png"]) == {}  # split folders
+    assert source_index(["Open_Eyes/a.png", "closedLeftEyes/b.png"]) == {}  # class folders
+    assert source_index(["a.png", "cew/open/b.png"]) == {}  # a file at the top
+
+
+class BlurringDecoder(IdentityAutoencoder):
+    """Reconstructs every eye through a 3x3 box blur."""
+
+    def decode(self, z):
+        x = z.view(-1, 1, SIZE, SIZE)
+        return nn.functional.avg_pool2d(nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+
+
+def test_sharpness_per_source_shows_which_eyes_lost_their_detail(data, features):
+    """Half the eyes are pre-smoothed ('soft/'), half keep their pixel noise ('grainy/'): a blurring decoder takes the
+    grainy eyes' detail, and their Laplacian energy dominates the pooled ratio."""
+    soft = torch.arange(len(data)) % 4 < 2  # both labels in both sources
+    images = data.images.clone()
+    blurred = BlurringDecoder().decode(BlurringDecoder().decode(to_float(images[soft]).flatten(1)))
+    images[soft] = ((blurred.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    paths = [f"{'soft' if s else 'grainy'}/{i}.png" for i, s in enumerate(soft.tolist())]
+    two_sources = EyeData(images, data.labels, data.splits, paths)
+    metrics = evaluate(BlurringDecoder(), two_sources, features)
+    grainy, smooth = metrics["recon_sharpness[grainy]"], metrics["recon_sharpness[soft]"]
+    assert grainy < 0.5 < smooth < 1.0
+    assert grainy < metrics["recon_sharpness"] < smooth and metrics["recon_sharpness"] - grainy < smooth - metrics["recon_sharpness"]
+    assert "recon_sharpness[grainy]" not in evaluate(BlurringDecoder(), data, features)  # one source: the pooled ratio only
+
+
 # ---------------------------------------------------------------------- evaluate()
 def test_identity_reconstruction_scores_perfectly(data, features):
     model = IdentityAutoencoder()
     train = data.subset("train")
     latent_map = pca_map(to_float(train.images).flatten(1).numpy(), train.labels.numpy())
-    metrics = evaluate(model, data, features, latent_map)
+    metrics = evaluate(model, data, features, latent_map, split="held-out")
     assert metrics["recon_mse"] == 0 and metrics["recon_psnr"] == pytest.approx(100.0)
     assert metrics["recon_ssim"] == pytest.approx(1.0, abs=1e-4)
     assert metrics["label_preservation"] == metrics["feature_cnn_accuracy"] >= 0.95

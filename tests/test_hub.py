@@ -239,8 +239,8 @@ def test_model_card_from_a_real_run_has_its_metrics_and_metadata(eye_folder, tmp
     assert meta["pipeline_tag"] == "unconditional-image-generation" and "vae-gan" in meta["tags"]
     metrics = json.loads((out / "model" / "metrics.json").read_text())
     assert f"{metrics['val_mse']:.4g}" in body and f"| active latent units | {metrics['active_units']} |" in body
-    # the evaluation suite ran on the held-out fixture eyes (the bundled eye-feature CNN fits 64x64 grayscale)
-    assert metrics["eval_images"] == 6
+    # the evaluation suite ran on the held-out fixture eyes, val + test (the bundled eye-feature CNN fits 64x64 grayscale)
+    assert metrics["eval_images"] == 14
     for key, label in card.CARD_METRICS:
         if key in ("recon_ssim", "frechet_distance", "probe_accuracy", "label_preservation"):
             assert f"| {label} | {metrics[key]:.4g} |" in body

@@ -24,12 +24,13 @@ def test_write_model_dir_of_an_untrained_model(eye_folder, tmp_path):
     latent_map = LatentMap.load(out)
     mu_train = encode_images(model, data.subset("train").images)
     assert len(latent_map) == 20 and ((latent_map.mu[:, None] - mu_train[None]) ** 2).sum(-1).min(1).max() < 1e-8
-    # metrics: the training log's line, and the evaluation suite on the 6 test eyes
+    # metrics: the training log's line, and the evaluation suite on every held-out eye (8 val + 6 test)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epoch"] == 3 and metrics["val_mse"] == 0.125 and metrics["eval_images"] == 6
+    assert metrics["epoch"] == 3 and metrics["val_mse"] == 0.125 and metrics["eval_images"] == 14
     assert {"recon_ssim", "frechet_distance", "probe_accuracy", "knn_accuracy"} <= set(metrics)
     card = (out / "README.md").read_text()
     assert "python train.py --epochs 3" in card and f"`{eye_folder}`" in card and "| held-out reconstruction MSE (training log) | 0.125 |" in card
+    assert "On the 14 eyes of the validation and test splits" in card
 
 
 def test_without_a_feature_file_the_model_dir_has_the_training_log_only(eye_folder, tmp_path, caplog):

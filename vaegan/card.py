@@ -49,7 +49,14 @@ def write_model_card(model_dir: str | os.PathLike, training: dict | None = None,
     if data_dir is None:
         data["datasets"] = [KAGGLE_DATASET]
     card_data = ModelCardData(**data)
-    rows = "\n".join(f"| {label} | {metrics[key]:.4g} |" for key, label in CARD_METRICS if key in metrics)
+    labels = dict(CARD_METRICS[:4]) | {  # the sharpness of each source's reconstructions after the pooled figure
+        key: f"fine detail of reconstructions, {key[len('recon_sharpness['):-1]} eyes only" for key in metrics if key.startswith("recon_sharpness[")
+    } | dict(CARD_METRICS[4:])
+    rows = "\n".join(f"| {label} | {metrics[key]:.4g} |" for key, label in labels.items() if key in metrics)
+    if "eval_images" in metrics:
+        rows = f"On the {metrics['eval_images']:.0f} eyes of the validation and test splits (none was trained on).\n\n| metric | value |\n|---|---|\n{rows}"
+    else:
+        rows = f"| metric | value |\n|---|---|\n{rows or '| (no metrics recorded) | |'}"
     pictures = "\n".join(
         f"![{name}](images/{name}.png)" for name in ("samples", "reconstructions", "interpolation", "latent_map")
         if (model_dir / "images" / f"{name}.png").exists()
@@ -86,9 +93,7 @@ Data: {source}. Command:
 
 ## Evaluation
 
-| metric | value |
-|---|---|
-{rows or '| (no metrics recorded) | |'}
+{rows}
 
 ## Pictures
 

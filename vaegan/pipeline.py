@@ -9,7 +9,7 @@ knows none of this; this module knows no optimiser.
       config.json, model.safetensors    the VAE (encoder + decoder), through PyTorchModelHubMixin
       latent_map.safetensors            train-split latents, their UMAP coordinates, the probe and direction
       images/*.png                      samples, reconstructions, interpolation, latent map
-      metrics.json                      the last logged epoch + the evaluation suite on held-out eyes
+      metrics.json                      the last logged epoch + the evaluation suite on the held-out eyes (val + test)
       README.md                         the model card
 """
 
@@ -45,7 +45,9 @@ def evaluation_metrics(
         logger.info("the eye-feature CNN is for another image size / channel count: evaluation skipped")
         return {}
     try:
-        results = evaluate.evaluate(model, data, network, latent_map, seed=seed)
+        # every eye the run held out: where a folder has test and val splits of other sources (../shared/data:
+        # test is CEW's only), the test split alone would leave a source out of the card's figures
+        results = evaluate.evaluate(model, data, network, latent_map, split="val+test", seed=seed)
     except ValueError as error:  # too few held-out images, say: the run itself is fine
         logger.warning("evaluation skipped: %s", error)
         return {}
