@@ -12,6 +12,7 @@ outputs only: real eyes are not drawn).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shlex
@@ -31,7 +32,7 @@ from benchmarks.common import git_commit, machine, write_section  # noqa: E402
 from vaegan.data import EyeData, load_dataset, to_float, to_uint8  # noqa: E402
 from vaegan.evaluate import evaluate, select_split  # noqa: E402
 from vaegan.eye_features import DEFAULT_FEATURES, EyeFeatureNet, feature_file_info, load_feature_network  # noqa: E402
-from vaegan.latent_map import LatentMap  # noqa: E402
+from vaegan.latent_map import LatentMap, fit_mixture  # noqa: E402
 from vaegan.networks import VAEGAN  # noqa: E402
 
 logger = logging.getLogger("quality")
@@ -46,6 +47,8 @@ ROWS = [  # (key, label, format)
     ("recon_frechet_distance", "Frechet distance, reconstructions vs real (eye CNN)", "{:.3f}"),
     ("frechet_distance", "Frechet distance, samples vs real (eye CNN)", "{:.3f}"),
     ("kid", "KID, samples vs real (eye CNN)", "{:.4f}"),
+    ("mixture_frechet_distance", "Frechet distance, samples of the latent mixture vs real (eye CNN)", "{:.3f}"),
+    ("mixture_sample_sharpness", "fine detail of the latent mixture's samples (Laplacian variance / real's)", "{:.3f}"),
     ("probe_accuracy", "linear probe accuracy on mu", "{:.3f}"),
     ("probe_balanced_accuracy", "linear probe balanced accuracy", "{:.3f}"),
     ("knn_accuracy", "kNN (k=10) accuracy on the 2-D map", "{:.3f}"),
@@ -89,8 +92,8 @@ def train_model(model_type: str, args: argparse.Namespace) -> float:
     return time.perf_counter() - started
 
 
-def picture(models: dict[str, VAEGAN], held_out: EyeData, path: Path, n: int = 16, seed: int = 0) -> Path:
-    """Grid: for each model (columns) its reconstructions of the same held-out eyes and samples from the same z."""
+def picture(models: dict[str, VAEGAN], maps: dict[str, LatentMap], held_out: EyeData, path: Path, n: int = 16, seed: int = 0) -> Path:
+    """Grid: for each model (columns) its reconstructions of the same held-out eyes, samples from the same z, and draws from its latent mixture."""
     generator = torch.Generator().manual_seed(seed)
     open_index = (held_out.labels == 1).nonzero().squeeze(1)
     closed_index = (held_out.labels == 0).nonzero().squeeze(1)
@@ -103,6 +106,8 @@ def picture(models: dict[str, VAEGAN], held_out: EyeData, path: Path, n: int = 1
             model.eval()
             panels[(name, "reconstructions (top open, bottom closed)")] = model.decode(model.encode(x)[0])
             panels[(name, "prior samples (same z)")] = model.decode(z)
+            mixture_z = torch.as_tensor(maps[name].sample_mixture(n, torch.Generator().manual_seed(seed)))
+            panels[(name, "samples of its latent mixture (the page's)")] = model.decode(mixture_z)
     tiles = {key: Image.fromarray(make_grid(to_uint8(value), nrow=n // 2, padding=2, pad_value=255).permute(1, 2, 0).numpy()) for key, value in panels.items()}
     tile_w, tile_h = next(iter(tiles.values())).size
     label_h, gap = 16, 12
@@ -260,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     model_dirs = {name: Path(args.out_dir) / name / "model" for name in MODELS} | ({"bundled": Path(args.bundled)} if args.bundled else {})
     models = {name: VAEGAN.from_pretrained(directory, strict=True) for name, directory in model_dirs.items()}
     maps = {name: LatentMap.load(directory) for name, directory in model_dirs.items()}
+    for name, latent_map in maps.items():  # a map made before maps had a mixture: the same fit, here
+        if not latent_map.has_mixture:
+            logger.info("fitting the latent mixture of %s's map (made before maps had one)", name)
+            maps[name] = dataclasses.replace(latent_map, **fit_mixture(latent_map.mu))
     config = models["vae"].config
     data = load_dataset(args.data_dir, image_size=config.image_size, channels=config.channels, cache_dir=args.cache_dir)
     results: dict[str, dict[str, dict[str, float]]] = {"held-out": {}, "val+test": {}}
@@ -271,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             (Path(args.out_dir) / name / "quality_eval.json").write_text(json.dumps(record, indent=2) + "\n")
     held_out = select_split(data, "val+test")
     results_dir = Path(args.results_dir)
-    grid = picture(models, held_out, results_dir / "quality_vae_vs_vaegan.png")
+    grid = picture(models, maps, held_out, results_dir / "quality_vae_vs_vaegan.png")
     edit_picture(models, maps, held_out, results_dir / "quality_edits.png")
     page_eye_picture(models, held_out, results_dir / "quality_page_eye.png")
     text = section(args, results, "val+test", seconds, features, grid, command)

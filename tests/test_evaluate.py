@@ -257,6 +257,21 @@ def test_identity_reconstruction_scores_perfectly(data, features):
     assert metrics["edit_flip"] == pytest.approx(1 - metrics["feature_cnn_accuracy"])
 
 
+def test_samples_of_a_latent_mixture_fitted_to_the_training_eyes_score_closer_to_real(data, features):
+    """The identity's prior draws are pixel noise; draws from a mixture fitted to the training eyes' pixels look like eyes."""
+    import dataclasses
+
+    from vaegan.latent_map import fit_mixture
+
+    train = data.subset("train")
+    pixels = to_float(train.images).flatten(1).numpy()
+    latent_map = pca_map(pixels, train.labels.numpy())
+    assert "mixture_frechet_distance" not in evaluate(IdentityAutoencoder(), data, features, latent_map)  # a map without one
+    metrics = evaluate(IdentityAutoencoder(), data, features, dataclasses.replace(latent_map, **fit_mixture(pixels, components=2)))
+    assert metrics["mixture_frechet_distance"] < 0.5 * metrics["frechet_distance"]
+    assert abs(metrics["mixture_sample_sharpness"] - 1) < 0.5 < metrics["sample_sharpness"] - 1
+
+
 def test_edit_flip_reads_eyes_moved_along_the_class_mean_difference(data, features):
     model = IdentityAutoencoder()
     train = data.subset("train")

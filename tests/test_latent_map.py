@@ -4,7 +4,9 @@ import torch
 from safetensors.numpy import save_file
 
 from vaegan import VAEGAN, ModelConfig
-from vaegan.latent_map import FILENAME, LatentMap, build_latent_map
+import dataclasses
+
+from vaegan.latent_map import FILENAME, LatentMap, build_latent_map, fit_mixture
 
 
 def random_map(n=30, z=4, seed=0) -> LatentMap:
@@ -63,3 +65,31 @@ def test_build_latent_map_from_a_model():
     assert accuracy >= 0.9  # the stored probe separates the classes it was fitted on
     expected = latent_map.mu[latent_map.labels == 1].mean(0) - latent_map.mu[latent_map.labels == 0].mean(0)
     np.testing.assert_allclose(latent_map.open_direction, expected, rtol=1e-5)
+    assert latent_map.has_mixture and latent_map.mixture_means.shape[1] == 6  # fitted to the map's latents
+    assert latent_map.mixture_weights.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_mixture_samples_land_where_the_latents_are(tmp_path):
+    """Two clusters far from the prior's mass: mixture draws fall in them, half in each, with their spread."""
+    rng = np.random.default_rng(0)
+    mu = np.concatenate([rng.normal(-4, 0.5, (200, 4)), rng.normal(4, 0.5, (200, 4))]).astype(np.float32)
+    latent_map = dataclasses.replace(random_map(400), mu=mu, **fit_mixture(mu, components=2))
+    z = latent_map.sample_mixture(2000, torch.Generator().manual_seed(0))
+    assert z.shape == (2000, 4) and 0.45 < (z[:, 0] > 0).mean() < 0.55
+    assert np.abs(np.abs(z).mean(0) - 4).max() < 0.1 and np.abs(z[z[:, 0] > 0].std(0) - 0.5).max() < 0.05
+    np.testing.assert_array_equal(z, latent_map.sample_mixture(2000, torch.Generator().manual_seed(0)))  # seeded
+    # saved and loaded with the map; a map without one (made before maps had it) still loads, and says so
+    latent_map.save(tmp_path)
+    loaded = LatentMap.load(tmp_path)
+    np.testing.assert_array_equal(loaded.mixture_scale_tril, latent_map.mixture_scale_tril)
+    random_map().save(tmp_path)
+    assert not LatentMap.load(tmp_path).has_mixture
+    with pytest.raises(ValueError, match="no mixture"):
+        LatentMap.load(tmp_path).sample_mixture(1, torch.Generator())
+    # a damaged mixture is refused at load
+    dataclasses.replace(latent_map, mixture_weights=np.array([0.9, 0.9], np.float32)).save(tmp_path)
+    with pytest.raises(ValueError, match="inconsistent Gaussian mixture"):
+        LatentMap.load(tmp_path)
+    dataclasses.replace(latent_map, mixture_means=None).save(tmp_path)
+    with pytest.raises(ValueError, match="inconsistent Gaussian mixture"):
+        LatentMap.load(tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from conftest import make_eye, random_latent_map, tiny_model
 from PIL import Image
 
 from vaegan.data import load_image
-from vaegan.latent_map import slerp
+from vaegan.latent_map import fit_mixture, slerp
 from vaegan.config import ModelConfig
 from vaegan.networks import VAEGAN
 from vaegan.ui import (
@@ -306,6 +307,31 @@ def test_same_seed_same_grid(explorer, latent_map):
     # the nearest eye's label is said to be that eye's, not a label for the sample
     label = ("closed", "open")[int(latent_map.labels[nearest])]
     assert "closest latent on the map" in caption and f"its label ({label}) is that eye's, not the sample's" in caption
+
+
+def test_samples_come_from_the_latent_mixture_when_the_map_has_one(model, latent_map, tmp_path):
+    with_mixture = dataclasses.replace(latent_map, **fit_mixture(latent_map.mu, components=3))
+    explorer = Explorer(model, with_mixture, work_dir=tmp_path / "work")
+    assert explorer.default_source == "mixture"
+    drawn = explorer.on_sample(4, None)
+    np.testing.assert_array_equal(drawn.samples["z"], with_mixture.sample_mixture(SAMPLE_COUNT, torch.Generator().manual_seed(4)))
+    assert "drawn from the Gaussian mixture fitted to the training eyes' latents" in drawn.eye.state["eyes"][-1]["caption"]
+    prior = explorer.on_sample(4, None, "prior")
+    np.testing.assert_array_equal(prior.samples["z"], torch.randn(SAMPLE_COUNT, 8, generator=torch.Generator().manual_seed(4)).numpy())
+    assert "drawn from the prior" in prior.eye.state["eyes"][-1]["caption"]
+    picked = explorer.on_sample_select(drawn.samples, drawn.eye.state, gr.SelectData(None, {"index": 2, "value": None}))
+    assert "Gaussian mixture" in picked.state["eyes"][-1]["caption"]  # a picked sample still says where it came from
+    # a map without a mixture: the prior by default, and asking for the mixture is a clear error
+    plain = Explorer(model, latent_map, work_dir=tmp_path / "plain")
+    assert plain.default_source == "prior"
+    with pytest.raises(gr.Error, match="no mixture"):
+        plain.on_sample(0, None, "mixture")
+    # the page: the radio shows only with a mixture, starts on it, and its choice reaches the explorer
+    for demo, shown in ((build_demo(model, with_mixture), True), (build_demo(model, latent_map), False)):
+        radio = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "sample-source")
+        assert radio.visible is shown and radio.value == demo.explorer.default_source
+    page = page_function(demo := build_demo(model, with_mixture), "on_sample")
+    assert by_id(page(4, None, "prior"))["samples"] == demo.explorer.on_sample(4, None, "prior").gallery
 
 
 def test_picking_a_sample_makes_it_current(explorer, model):

@@ -20,6 +20,8 @@ CARD_METRICS = [
     ("recon_frechet_distance", "Frechet distance, reconstructions vs real (eye-feature CNN)"),
     ("frechet_distance", "Frechet distance, prior samples vs real (eye-feature CNN)"),
     ("sample_sharpness", "fine detail of prior samples (Laplacian variance / real's; > 1 = noisier)"),
+    ("mixture_frechet_distance", "Frechet distance, samples of the latent mixture (the page's default) vs real"),
+    ("mixture_sample_sharpness", "fine detail of the latent mixture's samples (Laplacian variance / real's)"),
     ("kid", "KID, prior samples vs real (eye-feature CNN)"),
     ("probe_accuracy", "open / closed linear probe accuracy on mu"),
     ("probe_balanced_accuracy", "probe balanced accuracy"),

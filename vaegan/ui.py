@@ -43,6 +43,10 @@ THUMB_SIZE = 128
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 NEIGHBOURS = 8  # latents blended for a click on empty map space
 SAMPLE_COUNT = 16
+SAMPLE_SOURCES = {  # where the Sample tab draws latents from: its radio's labels, and how a sample's caption says it
+    "mixture": ("the training eyes' latent mixture", "drawn from the Gaussian mixture fitted to the training eyes' latents"),
+    "prior": ("the prior N(0, I)", "drawn from the prior"),
+}
 SLIDER_RANGE = 2.0  # in units of open_direction (the distance between the class means)
 COLOURS = {"A": "#c026d3", "B": "#059669"}
 
@@ -131,7 +135,7 @@ class SampleResult:
     """A grid of prior samples (picture path, caption), the latents behind it, and the first sample as the new eye."""
 
     gallery: list[tuple[str, str]]
-    samples: dict[str, Any]  # {"seed": int, "z": (S, Z)}
+    samples: dict[str, Any]  # {"seed": int, "source": "mixture" or "prior", "z": (S, Z)}
     eye: EyeResult
 
 
@@ -321,19 +325,32 @@ class Explorer:
         gif = save_picture(loop[0], self.picture_dir, "interpolation", ".gif", save_all=True, append_images=loop[1:], duration=90, loop=0)
         return Interpolation(save_picture(strip, self.picture_dir, "interpolation-strip"), gif)
 
-    def sample_latents(self, seed: int | float | None) -> np.ndarray:
-        """SAMPLE_COUNT latents from the prior N(0, I), seeded by an explicit generator: (S, Z)."""
+    @property
+    def default_source(self) -> str:
+        """Where samples come from unless the user picks: the latent mixture when the map has one, else the prior."""
+        return "mixture" if self.latent_map is not None and self.latent_map.has_mixture else "prior"
+
+    def sample_latents(self, seed: int | float | None, source: str = "prior") -> np.ndarray:
+        """SAMPLE_COUNT latents (S, Z) from the prior N(0, I) or the map's latent mixture, seeded by an explicit generator."""
         generator = torch.Generator().manual_seed(int(seed or 0))
+        if source == "mixture":
+            if self.latent_map is None or not self.latent_map.has_mixture:
+                raise gr.Error("This model's latent map has no mixture to sample from (a map made before maps had one): "
+                               "sample from the prior.")
+            return self.latent_map.sample_mixture(SAMPLE_COUNT, generator)
         return torch.randn(SAMPLE_COUNT, self.model.config.latent_dim, generator=generator).numpy()
 
-    def on_sample(self, seed: int | float | None, state: dict[str, Any] | None) -> SampleResult:
-        """A grid of prior samples for a seed; the first becomes the current eye."""
+    def on_sample(self, seed: int | float | None, state: dict[str, Any] | None, source: str | None = None) -> SampleResult:
+        """A grid of samples for a seed, from `source` ("mixture" or "prior"; default: default_source); the first becomes the current eye."""
         if seed is None or not np.isfinite(seed) or seed < 0:
             raise gr.Error("The seed must be a whole number from 0 upwards.")
-        z = self.sample_latents(seed)
+        source = source or self.default_source
+        if source not in SAMPLE_SOURCES:
+            raise gr.Error(f"Samples come from {' or '.join(SAMPLE_SOURCES)}, not {source!r}.")
+        z = self.sample_latents(seed, source)
         images = decode(self.model, z)
         gallery = [(self.picture(image, THUMB_SIZE), f"sample {i + 1}") for i, image in enumerate(images)]
-        samples = {"seed": int(seed), "z": z}
+        samples = {"seed": int(seed), "source": source, "z": z}
         return SampleResult(gallery, samples, self.show(state, self._sample_eye(samples, 0, images[0])))
 
     def on_sample_select(self, samples: dict[str, Any] | None, state: dict[str, Any] | None, evt: gr.SelectData) -> EyeResult:
@@ -352,13 +369,14 @@ class Explorer:
             # a sample has no label of its own: the map's label is that of the real eye it lies closest to
             extra = (f" Nearest real eye: #{near}, the closest latent on the map, marked there to show where the sample lies; "
                      f"its label ({LABEL_NAMES[int(self.latent_map.labels[near])]}) is that eye's, not the sample's.")
-        caption = f"**{name.capitalize()}**, drawn from the prior. {self._probe_text(z)}{'.' if extra else ''}{extra}"
+        drawn = SAMPLE_SOURCES[samples.get("source", "prior")][1]
+        caption = f"**{name.capitalize()}**, {drawn}. {self._probe_text(z)}{'.' if extra else ''}{extra}"
         return self._eye(name, z, caption, where, image)
 
     def initial_state(self) -> dict[str, Any]:
         """Two eyes to start with: the most confidently closed and open map points, or two prior samples."""
         if self.latent_map is None:
-            samples = {"seed": 0, "z": self.sample_latents(0)}
+            samples = {"seed": 0, "source": "prior", "z": self.sample_latents(0)}
             return {"eyes": [self._sample_eye(samples, 0), self._sample_eye(samples, 1)], "uploads": 0}
         p = self.latent_map.predict_open(self.latent_map.mu)
         return {"eyes": [self._map_eye(int(np.argmin(p))), self._map_eye(int(np.argmax(p)))], "uploads": 0}
@@ -439,7 +457,7 @@ INTRO = """
 # Eyes VAE-GAN explorer
 A VAE-GAN encodes each {image} eye crop as a {latent_dim}-number latent vector and decodes latents back into eyes.
 **Click the map** to decode an eye, **upload** a photo to encode it, **interpolate** between two eyes,
-push an eye toward **open or closed**, or **sample** new eyes from the prior.
+push an eye toward **open or closed**, or **sample** new eyes.
 """
 
 
@@ -538,13 +556,18 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
                 strip = gr.Image(label="A → B", format="png", interactive=False, buttons=["download"], elem_id="strip")
                 gif = gr.File(label="Animated GIF", elem_id="gif")
             with gr.Tab("Sample", id="sample"):
-                gr.Markdown("Decode latents drawn from the prior N(0, I). The same seed always gives the same grid. "
-                            "Click a sample to make it the current eye" + ("; the real eye whose latent is closest to it "
-                                                                            "is marked on the map." if has_map else "."))
+                has_mixture = explorer.default_source == "mixture"
+                gr.Markdown("Decode new latents. From the prior N(0, I), many land where no training eye's latent lies "
+                            "and decode to mottled non-eyes; the latent mixture (10 Gaussians fitted to the training eyes' "
+                            "latents, Ghosh et al. 2020) draws where eyes are. " * has_mixture
+                            + "The same seed always gives the same grid. Click a sample to make it the current eye"
+                            + ("; the real eye whose latent is closest to it is marked on the map." if has_map else "."))
                 with gr.Row():
                     seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="seed")
+                    source = gr.Radio([(label, key) for key, (label, _) in SAMPLE_SOURCES.items()], value=explorer.default_source,
+                                      label="Draw from", visible=has_mixture, elem_id="sample-source")
                     sample = gr.Button("Sample", variant="primary", elem_id="sample-button")
-                gallery = gr.Gallery(label="Prior samples", columns=8, rows=2, height=340, allow_preview=False,
+                gallery = gr.Gallery(label="Samples", columns=8, rows=2, height=340, allow_preview=False,
                                      elem_id="samples", format="png")
 
         # ---- the results mapped to components: a dict keyed by component, so no order can drift
@@ -578,8 +601,8 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
             result = explorer.on_interpolate(frames, state_value)
             return {strip: result.strip, gif: result.gif}
 
-        def on_sample(seed_value: float | None, state_value: dict[str, Any] | None) -> dict:
-            result = explorer.on_sample(seed_value, state_value)
+        def on_sample(seed_value: float | None, state_value: dict[str, Any] | None, source_value: str | None = None) -> dict:
+            result = explorer.on_sample(seed_value, state_value, source_value)
             return {gallery: result.gallery, samples: result.samples, **eye_outputs(result.eye)}
 
         def on_sample_select(samples_value: dict[str, Any] | None, state_value: dict[str, Any] | None,
@@ -595,7 +618,7 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
         upload.upload(None, js=UNHIGHLIGHT_EXAMPLES)
         slider.input(on_slider, inputs=[slider, state], outputs=[eye_image, eye_text], **quick)
         interpolate.click(on_interpolate, inputs=[steps, state], outputs=[strip, gif], show_progress_on=[strip])
-        sample.click(on_sample, inputs=[seed, state], outputs=[gallery, samples, *new_eye], show_progress_on=[gallery])
+        sample.click(on_sample, inputs=[seed, state, source], outputs=[gallery, samples, *new_eye], show_progress_on=[gallery])
         gallery.select(on_sample_select, inputs=[samples, state], outputs=new_eye, show_progress="hidden")
         if has_map:  # the map's click events carry their data outside the API: an endpoint for clients, no trigger
             with gr.Group(visible=False):  # components the API needs in the page config, never shown
