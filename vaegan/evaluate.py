@@ -158,16 +158,20 @@ def evaluate(
         features_fake.append(features(samples))
     features_real = torch.cat(features_real)
     quality = feature_distances(features_real, torch.cat(features_fake), seed=seed)
+    mixture_samples = None  # the page's default samples: draws from the Gaussian mixture fitted to the training eyes' latents
     if latent_map is not None and latent_map.has_mixture and latent_map.mixture_means.shape[1] == mu_test.shape[1]:
-        # the page's default samples: draws from the Gaussian mixture fitted to the training eyes' latents
         z_mixture = torch.as_tensor(latent_map.sample_mixture(num_samples, torch.Generator().manual_seed(seed)))
-        mixture = torch.cat([model.decode(z.to(device)).float().clamp(-1, 1) for z in z_mixture.split(batch_size)])
-        sums["detail_mixture"] = laplacian_variance(mixture).sum().item()
-        features_mixture = torch.cat([features(chunk) for chunk in mixture.split(batch_size)])
-        sums["mixture_frechet"] = feature_distances(features_real, features_mixture, seed=seed)["frechet_distance"]
+        mixture_samples = torch.cat([model.decode(z.to(device)).float().clamp(-1, 1) for z in z_mixture.split(batch_size)])
     recon_frechet = feature_distances(features_real, torch.cat(features_rec), seed=seed)["frechet_distance"]
     detail_real, detail_rec = torch.cat(detail_real).double(), torch.cat(detail_rec).double()
     real_mean = max(detail_real.mean().item(), 1e-12)
+    mixture = {}
+    if mixture_samples is not None:
+        features_mixture = torch.cat([features(chunk) for chunk in mixture_samples.split(batch_size)])
+        mixture = {
+            "mixture_frechet_distance": max(0.0, feature_distances(features_real, features_mixture, seed=seed)["frechet_distance"]),
+            "mixture_sample_sharpness": laplacian_variance(mixture_samples).mean().item() / real_mean,
+        }
 
     # 3. latent structure: linear probe on mu (train -> held-out), kNN on the 2-D map, active units
     train = data.subset("train")
@@ -212,10 +216,7 @@ def evaluate(
         "sample_sharpness": sums["detail_sample"] / num_samples / real_mean,
         "recon_frechet_distance": max(0.0, recon_frechet),
         **quality,
-        **({
-            "mixture_frechet_distance": max(0.0, sums["mixture_frechet"]),
-            "mixture_sample_sharpness": sums["detail_mixture"] / num_samples / real_mean,
-        } if "mixture_frechet" in sums else {}),
+        **mixture,
         "probe_accuracy": probe_accuracy,
         "probe_balanced_accuracy": probe_balanced,
         "knn_accuracy": knn,

@@ -7,7 +7,7 @@ knows none of this; this module knows no optimiser.
 
     model dir/
       config.json, model.safetensors    the VAE (encoder + decoder), through PyTorchModelHubMixin
-      latent_map.safetensors            train-split latents, their UMAP coordinates, the probe and direction
+      latent_map.safetensors            train-split latents, their UMAP coordinates, the probe, direction and latent mixture
       images/*.png                      samples, reconstructions, interpolation, latent map
       metrics.json                      the last logged epoch + the evaluation suite on the held-out eyes (val + test)
       README.md                         the model card

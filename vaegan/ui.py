@@ -557,9 +557,10 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
                 gif = gr.File(label="Animated GIF", elem_id="gif")
             with gr.Tab("Sample", id="sample"):
                 has_mixture = explorer.default_source == "mixture"
-                gr.Markdown("Decode new latents. From the prior N(0, I), many land where no training eye's latent lies "
-                            "and decode to mottled non-eyes; the latent mixture (10 Gaussians fitted to the training eyes' "
-                            "latents, Ghosh et al. 2020) draws where eyes are. " * has_mixture
+                why_mixture = ("From the prior N(0, I), many land where no training eye's latent lies and decode to mottled "
+                               "non-eyes; the latent mixture (10 Gaussians fitted to the training eyes' latents, Ghosh et al. "
+                               "2020) draws where eyes are. ") if has_mixture else ""
+                gr.Markdown("Decode new latents. " + why_mixture
                             + "The same seed always gives the same grid. Click a sample to make it the current eye"
                             + ("; the real eye whose latent is closest to it is marked on the map." if has_map else "."))
                 with gr.Row():
