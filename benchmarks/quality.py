@@ -199,7 +199,10 @@ def table(results: dict[str, dict[str, float]]) -> str:
     names = [name for name in ("vae", "vaegan", "bundled") if name in results]
     titles = {"vae": "VAE", "vaegan": "VAE-GAN", "bundled": "bundled model"}
     lines = ["| metric | " + " | ".join(titles[name] for name in names) + " |", "|---|" + "---:|" * len(names)]
-    by_source = [(key, f"fine detail of reconstructions, {key[16:-1]} eyes only", "{:.3f}") for key in results[names[0]] if key.startswith("recon_sharpness[")]
+    by_source = [  # each source's reconstruction SSIM and sharpness
+        (key, f"{'reconstruction SSIM' if key.startswith('recon_ssim[') else 'fine detail of reconstructions'}, {key.split('[')[1][:-1]} eyes only", "{:.3f}")
+        for key in results[names[0]] if key.startswith(("recon_ssim[", "recon_sharpness["))
+    ]
     for key, label, form in ROWS[:4] + by_source + ROWS[4:]:
         lines.append(f"| {label} | " + " | ".join(form.format(results[name][key]) for name in names) + " |")
     return "\n".join(lines)

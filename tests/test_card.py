@@ -24,9 +24,11 @@ def test_card_metadata_table_and_pictures(tmp_path):
     assert "| reconstruction SSIM | 0.75 |" in text and "![samples](images/samples.png)" in text and "interpolation.png" not in text
     assert "github.com/vaegan" not in text and "64x64 grayscale" in text
     assert "| metric | value |" in text and "validation and test splits" not in text  # no eval_images: no claim about them
-    # per-source sharpness, right after the pooled figure, and the eyes it was measured on
-    metrics = {"recon_sharpness": 0.3, "recon_sharpness[cew]": 1.2, "recon_sharpness[eyestate]": 0.15, "recon_ssim": 0.8, "eval_images": 1062}
+    # per-source SSIM and sharpness, after the pooled figure, and the eyes it was measured on
+    metrics = {"recon_sharpness": 0.3, "recon_sharpness[cew]": 1.2, "recon_sharpness[eyestate]": 0.15, "recon_ssim": 0.8, "recon_ssim[eyestate]": 0.7, "eval_images": 1062}
     text = card.write_model_card(tmp_path, {}, metrics).read_text()
+    lines = text.splitlines()
+    assert lines.index("| reconstruction SSIM | 0.8 |") < lines.index("| reconstruction SSIM, eyestate eyes only | 0.7 |")
     rows = [line for line in text.splitlines() if line.startswith("| fine detail of reconstructions")]
     assert rows == [
         "| fine detail of reconstructions (Laplacian variance / real's; 1 = as sharp as real) | 0.3 |",

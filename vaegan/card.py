@@ -51,9 +51,11 @@ def write_model_card(model_dir: str | os.PathLike, training: dict | None = None,
     if data_dir is None:
         data["datasets"] = [KAGGLE_DATASET]
     card_data = ModelCardData(**data)
-    labels = dict(CARD_METRICS[:4]) | {  # the sharpness of each source's reconstructions after the pooled figure
-        key: f"fine detail of reconstructions, {key[len('recon_sharpness['):-1]} eyes only" for key in metrics if key.startswith("recon_sharpness[")
-    } | dict(CARD_METRICS[4:])
+    by_source = {  # each source's reconstruction SSIM and sharpness, after the pooled figures
+        key: f"{'reconstruction SSIM' if key.startswith('recon_ssim[') else 'fine detail of reconstructions'}, {key.split('[')[1][:-1]} eyes only"
+        for key in metrics if key.startswith(("recon_ssim[", "recon_sharpness["))
+    }
+    labels = dict(CARD_METRICS[:4]) | by_source | dict(CARD_METRICS[4:])
     rows = "\n".join(f"| {label} | {metrics[key]:.4g} |" for key, label in labels.items() if key in metrics)
     if "eval_images" in metrics:
         rows = f"On the {metrics['eval_images']:.0f} eyes of the validation and test splits (none was trained on).\n\n| metric | value |\n|---|---|\n{rows}"

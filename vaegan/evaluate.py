@@ -128,15 +128,17 @@ def evaluate(
     started = time.perf_counter()
 
     # 1. held-out pass: latents, reconstructions of mu, eye-CNN features and predictions (one CNN pass per image)
-    sums = {"mse": 0.0, "psnr": 0.0, "ssim": 0.0, "detail_sample": 0.0}
-    detail_real, detail_rec = [], []  # per image: the sharpness ratios are also given per source
+    sums = {"mse": 0.0, "psnr": 0.0, "detail_sample": 0.0}
+    ssim, detail_real, detail_rec = [], [], []  # per image: SSIM and the sharpness ratios are also given per source
     mu_chunks, features_real, features_rec, predicted_real, predicted_rec = [], [], [], [], []
     for batch in test.images.split(batch_size):
         x = to_float(batch.to(device))  # (B, C, H, W)
         mu, _ = model.encode(x)
         x_rec = model.decode(mu).float().clamp(-1, 1)
-        for name, values in reconstruction_scores(x, x_rec).items():
-            sums[name] += values.sum().item()
+        scores = reconstruction_scores(x, x_rec)
+        sums["mse"] += scores["mse"].sum().item()
+        sums["psnr"] += scores["psnr"].sum().item()
+        ssim.append(scores["ssim"].cpu())
         detail_real.append(laplacian_variance(x).cpu())
         detail_rec.append(laplacian_variance(x_rec).cpu())
         mu_chunks.append(mu.float().cpu())
@@ -163,7 +165,7 @@ def evaluate(
         z_mixture = torch.as_tensor(latent_map.sample_mixture(num_samples, torch.Generator().manual_seed(seed)))
         mixture_samples = torch.cat([model.decode(z.to(device)).float().clamp(-1, 1) for z in z_mixture.split(batch_size)])
     recon_frechet = feature_distances(features_real, torch.cat(features_rec), seed=seed)["frechet_distance"]
-    detail_real, detail_rec = torch.cat(detail_real).double(), torch.cat(detail_rec).double()
+    ssim, detail_real, detail_rec = torch.cat(ssim).double(), torch.cat(detail_real).double(), torch.cat(detail_rec).double()
     real_mean = max(detail_real.mean().item(), 1e-12)
     mixture = {}
     if mixture_samples is not None:
@@ -204,14 +206,16 @@ def evaluate(
         edited = torch.cat([model.decode(z.to(device)).float().clamp(-1, 1) for z in moved.split(batch_size)])
         edit_flip = (predict_labels(features, edited).cpu() == 1 - labels).float().mean().item()
 
+    sources = source_index(test.paths)
     metrics = {
         "recon_mse": sums["mse"] / n,
         "recon_psnr": sums["psnr"] / n,
-        "recon_ssim": sums["ssim"] / n,
+        "recon_ssim": ssim.mean().item(),
+        **{f"recon_ssim[{source}]": ssim[index].mean().item() for source, index in sources.items()},
         "recon_sharpness": detail_rec.mean().item() / real_mean,
         **{
             f"recon_sharpness[{source}]": detail_rec[index].mean().item() / max(detail_real[index].mean().item(), 1e-12)
-            for source, index in source_index(test.paths).items()
+            for source, index in sources.items()
         },
         "sample_sharpness": sums["detail_sample"] / num_samples / real_mean,
         "recon_frechet_distance": max(0.0, recon_frechet),
