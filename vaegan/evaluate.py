@@ -1,6 +1,6 @@
 """The evaluation suite: every metric of a trained model on held-out eyes, and the `evaluate` command.
 
-Reconstruction (MSE, PSNR, SSIM, sharpness, also per source, Frechet distance), prior samples (Frechet distance,
+Reconstruction (MSE, PSNR, SSIM and sharpness, the last two also per source, Frechet distance), prior samples (Frechet distance,
 KID, sharpness), samples of the map's latent mixture (Frechet distance, sharpness), latent structure (linear probe, kNN on the 2-D map, active units) and the
 page's open <-> closed edit. The single metrics live in `vaegan.metrics`. Sample quality is
 measured on the features of a small frozen eye-state CNN (`vaegan.eye_features`) instead of
