@@ -36,6 +36,8 @@ def test_card_metadata_table_and_pictures(tmp_path):
         "| fine detail of reconstructions, eyestate eyes only | 0.15 |",
     ]
     assert "On the 1062 eyes of the validation and test splits (none was trained on)." in text
+    sampled = card.write_model_card(tmp_path, {}, metrics | {"eval_images": 5000, "held_out_images": 35000}).read_text()
+    assert "On a seeded sample of 5000 of the 35000 eyes of the validation and test splits" in sampled
     # the mixin writes the same tags when it saves the model
     assert set(HUB_TAGS) <= set(VAEGAN._hub_mixin_info.model_card_data.tags)
 

@@ -259,6 +259,16 @@ def test_identity_reconstruction_scores_perfectly(data, features):
     assert metrics["edit_flip"] == pytest.approx(1 - metrics["feature_cnn_accuracy"])
 
 
+def test_max_images_scores_a_seeded_sample_of_the_split(data, features):
+    """A large held-out split is scored on a seeded sample: the same eyes on every call, and the card can say so."""
+    whole = evaluate(IdentityAutoencoder(), data, features)
+    sampled = evaluate(IdentityAutoencoder(), data, features, max_images=10)
+    assert whole["eval_images"] == whole["held_out_images"] == len(data.subset("val", "test")) > 10
+    assert sampled["eval_images"] == sampled["prior_samples"] == 10 and sampled["held_out_images"] == whole["held_out_images"]
+    assert evaluate(IdentityAutoencoder(), data, features, max_images=10) == sampled  # seeded
+    assert evaluate(IdentityAutoencoder(), data, features, max_images=1000) == whole  # a cap above the split changes nothing
+
+
 def test_samples_of_a_latent_mixture_fitted_to_the_training_eyes_score_closer_to_real(data, features):
     """The identity's prior draws are pixel noise; draws from a mixture fitted to the training eyes' pixels look like eyes."""
     import dataclasses

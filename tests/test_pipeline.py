@@ -40,3 +40,12 @@ def test_without_a_feature_file_the_model_dir_has_the_training_log_only(eye_fold
     assert json.loads((out / "metrics.json").read_text()) == {"val_mse": 0.25}
     assert "no evaluation suite for the model card" in caplog.text and "fit-features" in caplog.text
     assert (out / "README.md").exists() and (out / "latent_map.safetensors").exists()
+
+
+def test_a_large_held_out_split_is_scored_on_a_seeded_sample(eye_folder, tmp_path, monkeypatch):
+    """The card's evaluation is capped (the Kaggle set holds 35,000 held-out eyes), and the card says so."""
+    monkeypatch.setattr("vaegan.pipeline.EVAL_IMAGES", 10)
+    out = write_model_dir(tiny_model(), load_dataset(eye_folder), tmp_path / "model", map_size=20)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["eval_images"] == 10 and metrics["held_out_images"] == 14
+    assert "On a seeded sample of 10 of the 14 eyes of the validation and test splits" in (out / "README.md").read_text()

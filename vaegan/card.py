@@ -58,7 +58,9 @@ def write_model_card(model_dir: str | os.PathLike, training: dict | None = None,
     labels = dict(CARD_METRICS[:4]) | by_source | dict(CARD_METRICS[4:])
     rows = "\n".join(f"| {label} | {metrics[key]:.4g} |" for key, label in labels.items() if key in metrics)
     if "eval_images" in metrics:
-        rows = f"On the {metrics['eval_images']:.0f} eyes of the validation and test splits (none was trained on).\n\n| metric | value |\n|---|---|\n{rows}"
+        held = metrics.get("held_out_images", metrics["eval_images"])
+        eyes = f"the {held:.0f}" if held <= metrics["eval_images"] else f"a seeded sample of {metrics['eval_images']:.0f} of the {held:.0f}"
+        rows = f"On {eyes} eyes of the validation and test splits (none was trained on).\n\n| metric | value |\n|---|---|\n{rows}"
     else:
         rows = f"| metric | value |\n|---|---|\n{rows or '| (no metrics recorded) | |'}"
     pictures = "\n".join(

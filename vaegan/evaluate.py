@@ -108,10 +108,14 @@ def evaluate(
     *,
     split: str = "val+test",
     num_samples: int | None = None,
+    max_images: int | None = None,
     seed: int = 0,
     batch_size: int = 256,
 ) -> dict[str, float]:
-    """All metrics of `model` on the held-out images of `data` (probe fitted on the train split); see the module docstring."""
+    """All metrics of `model` on the held-out images of `data` (probe fitted on the train split); see the module docstring.
+
+    `max_images` scores a seeded random sample of the split where it holds more (`held_out_images` says how many it held).
+    """
     model.eval()
     features.eval()
     device = next(model.parameters()).device
@@ -119,6 +123,11 @@ def evaluate(
     test = select_split(data, split)
     if len(test) < 2:
         raise ValueError(f"need at least 2 images in the '{split}' split to evaluate, found {len(test)}")
+    held_out_images = len(test)
+    if max_images is not None and len(test) > max_images:
+        index = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:max_images].sort().values
+        test = EyeData(test.images[index], test.labels[index], test.splits[index], [test.paths[i] for i in index.tolist()])
+        logger.info("scoring a seeded sample of %d of the %d '%s' images", len(test), held_out_images, split)
     size, channels = model.config.image_size, model.config.channels
     if (features.config.image_size, features.config.channels) != (size, channels) or test.images.shape[1:] != (channels, size, size):
         raise ValueError(
@@ -230,6 +239,7 @@ def evaluate(
         "edit_flip": edit_flip,
         "feature_cnn_accuracy": (torch.cat(predicted_real) == labels).float().mean().item(),
         "eval_images": n,
+        "held_out_images": held_out_images,
         "prior_samples": num_samples,
     }
     logger.info("evaluated %d held-out images and %d samples in %.1f s", n, num_samples, time.perf_counter() - started)
@@ -259,7 +269,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default ~/.cache/vaegan)")
     parser.add_argument("--split", default="val+test", choices=SPLITS, help="images to score: val+test (default, every held-out eye, as on the model card), held-out (test, else val), val or test")
     parser.add_argument("--num-samples", type=int, default=None, help="prior samples for the Frechet distance / KID (default: as many as held-out images)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data split (as in training) and of the prior samples")
+    parser.add_argument("--max-images", type=int, default=None, help="score a seeded sample of at most this many of the split's images (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data split (as in training), of the sample of images and of the prior samples")
     return parser
 
 
@@ -269,7 +280,7 @@ def main_evaluate(argv: list[str] | None = None) -> int:
     model, latent_map = load_model(args.model)  # a model dir or a Hub repo id, with its latent map when it has one
     features = load_feature_network(args.features)
     data = load_dataset(args.data_dir, image_size=model.config.image_size, channels=model.config.channels, seed=args.seed, cache_dir=args.cache_dir)
-    metrics = evaluate(model, data, features, latent_map, split=args.split, num_samples=args.num_samples, seed=args.seed)
+    metrics = evaluate(model, data, features, latent_map, split=args.split, num_samples=args.num_samples, max_images=args.max_images, seed=args.seed)
     logger.info("metrics of %s on %d '%s' images:\n%s", args.model, metrics["eval_images"], args.split, format_table(metrics))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,10 @@ from vaegan.pictures import preview_inputs, write_card_images
 
 logger = logging.getLogger(__name__)
 
+# the model card scores a seeded sample of this many held-out eyes where there are more (the Kaggle set holds 35,000:
+# all of them took the export on a 2-core CPU from 1.5 to 8.5 minutes, BENCHMARKS.md "Whole training run")
+EVAL_IMAGES = 5000
+
 
 def evaluation_metrics(
     model: VAEGAN, data: EyeData, latent_map: LatentMap | None, seed: int = 0, features: str | os.PathLike = DEFAULT_FEATURES
@@ -45,9 +49,10 @@ def evaluation_metrics(
         logger.info("the eye-feature CNN is for another image size / channel count: evaluation skipped")
         return {}
     try:
-        # every eye the run held out: where a folder has test and val splits of other sources (../shared/data:
-        # test is CEW's only), the test split alone would leave a source out of the card's figures
-        results = evaluate.evaluate(model, data, network, latent_map, split="val+test", seed=seed)
+        # every eye the run held out (a seeded sample of EVAL_IMAGES where there are more): where a folder has test
+        # and val splits of other sources (../shared/data: test is CEW's only), the test split alone would leave a
+        # source out of the card's figures
+        results = evaluate.evaluate(model, data, network, latent_map, split="val+test", max_images=EVAL_IMAGES, seed=seed)
     except ValueError as error:  # too few held-out images, say: the run itself is fine
         logger.warning("evaluation skipped: %s", error)
         return {}
