@@ -267,6 +267,8 @@ def test_max_images_scores_a_seeded_sample_of_the_split(data, features):
     assert sampled["eval_images"] == sampled["prior_samples"] == 10 and sampled["held_out_images"] == whole["held_out_images"]
     assert evaluate(IdentityAutoencoder(), data, features, max_images=10) == sampled  # seeded
     assert evaluate(IdentityAutoencoder(), data, features, max_images=1000) == whole  # a cap above the split changes nothing
+    with pytest.raises(ValueError, match="max_images must be at least 2"):
+        evaluate(IdentityAutoencoder(), data, features, max_images=0)
 
 
 def test_samples_of_a_latent_mixture_fitted_to_the_training_eyes_score_closer_to_real(data, features):

@@ -124,6 +124,8 @@ def evaluate(
     if len(test) < 2:
         raise ValueError(f"need at least 2 images in the '{split}' split to evaluate, found {len(test)}")
     held_out_images = len(test)
+    if max_images is not None and max_images < 2:
+        raise ValueError(f"max_images must be at least 2, got {max_images}")
     if max_images is not None and len(test) > max_images:
         index = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:max_images].sort().values
         test = EyeData(test.images[index], test.labels[index], test.splits[index], [test.paths[i] for i in index.tolist()])
@@ -267,7 +269,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
     parser.add_argument("--features", default=str(DEFAULT_FEATURES), help="eye-feature CNN file (default: %(default)s)")
     parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default ~/.cache/vaegan)")
-    parser.add_argument("--split", default="val+test", choices=SPLITS, help="images to score: val+test (default, every held-out eye, as on the model card), held-out (test, else val), val or test")
+    parser.add_argument("--split", default="val+test", choices=SPLITS, help="images to score: val+test (default: every held-out eye; the model card scores up to 5,000 of them), held-out (test, else val), val or test")
     parser.add_argument("--num-samples", type=int, default=None, help="prior samples for the Frechet distance / KID (default: as many as held-out images)")
     parser.add_argument("--max-images", type=int, default=None, help="score a seeded sample of at most this many of the split's images (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data split (as in training), of the sample of images and of the prior samples")
