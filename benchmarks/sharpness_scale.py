@@ -33,13 +33,15 @@ def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return gaussian_blur(x, [size, size], [sigma, sigma])
 
 
-def ratio_and_ssim(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def ratio_and_ssim(x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> tuple[float, float]:
     """Sharpness ratio (mean Laplacian variance of y over x's, as evaluate pools it) and mean SSIM of y against x."""
-    return (laplacian_variance(y).mean() / laplacian_variance(x).mean()).item(), reconstruction_scores(x, y)["ssim"].mean().item()
+    ssim = torch.cat([reconstruction_scores(a, b)["ssim"] for a, b in zip(x.split(chunk), y.split(chunk))])
+    return (laplacian_variance(y).mean() / laplacian_variance(x).mean()).item(), ssim.mean().item()
 
 
 def equivalent_sigma(ratio: float, sigmas: list[float], ratios: list[float]) -> str:
     """The blur with this sharpness ratio, interpolated in log sigma; '<' or '>' the measured range where outside it."""
+    assert all(a > b for a, b in zip(ratios, ratios[1:])), "the ratios must fall as the blur widens"
     if ratio >= ratios[0]:
         return f"< {sigmas[0]:g}"
     if ratio <= ratios[-1]:
@@ -62,17 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model)[0] if args.model else None
     size, channels = (model.config.image_size, model.config.channels) if model else (args.image_size, 1)
     held_out = load_dataset(args.data_dir, image_size=size, channels=channels, cache_dir=args.cache_dir).subset("val", "test")
-    groups = {name: held_out.images[index] for name, index in source_index(held_out.paths).items()} | {"all": held_out.images}
+    groups = source_index(held_out.paths) | {"all": torch.arange(len(held_out))}
+    real = to_float(held_out.images)
+    if model:  # each eye reconstructed once, from mu, as evaluate does
+        reconstructions = torch.cat([model.decode(model.encode(chunk)[0]).float().clamp(-1, 1) for chunk in real.split(256)])
     header = "| eyes | " + " | ".join(f"blur {s:g} px" for s in sigmas) + (" | model | as blurred by (px) |" if model else " |")
     print(f"sharpness ratio / SSIM of the real val + test eyes ({len(held_out)}) at {size} px\n")
     print(header + "\n|---|" + "---:|" * (len(sigmas) + (2 if model else 0)))
-    for name, images in groups.items():
-        x = to_float(images)
+    for name, index in groups.items():
+        x = real[index]
         scores = [ratio_and_ssim(x, blur(x, s)) for s in sigmas]
         row = f"| {name} ({len(x)}) | " + " | ".join(f"{r:.3f} / {q:.3f}" for r, q in scores)
         if model:
-            reconstructions = torch.cat([model.decode(model.encode(chunk)[0]).float().clamp(-1, 1) for chunk in x.split(256)])
-            ratio, ssim = ratio_and_ssim(x, reconstructions)
+            ratio, ssim = ratio_and_ssim(x, reconstructions[index])
             row += f" | {ratio:.3f} / {ssim:.3f} | {equivalent_sigma(ratio, sigmas, [r for r, _ in scores])}"
         print(row + " |")
     return 0

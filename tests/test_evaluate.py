@@ -20,7 +20,7 @@ from torch import nn
 from vaegan import eye_features
 from vaegan.config import ModelConfig
 from vaegan.data import EyeData, to_float
-from vaegan.evaluate import evaluate, main, map_coordinates, select_split, source_index
+from vaegan.evaluate import evaluate, main, map_coordinates, sample_index, select_split, source_index
 from vaegan.eye_features import (
     FEATURE_FORMAT,
     EyeFeatureNet,
@@ -271,6 +271,16 @@ def test_max_images_scores_a_seeded_sample_of_the_split(data, features):
         evaluate(IdentityAutoencoder(), data, features, max_images=0)
 
 
+def test_the_sample_is_seeded_random_and_keeps_each_sources_share():
+    paths = [f"big/open/{i}.png" for i in range(80)] + [f"small/closed/{i}.png" for i in range(20)]
+    index = sample_index(paths, 10, seed=0)
+    assert len(index) == len(set(index.tolist())) == 10 and torch.equal(index, index.sort().values)
+    assert (index >= 80).sum() == 2  # the small source keeps its fifth
+    assert torch.equal(sample_index(paths, 10, seed=0), index) and not torch.equal(sample_index(paths, 10, seed=1), index)
+    assert not torch.equal(sample_index(paths, 10, seed=0)[:8], torch.arange(8))  # random, not the first eyes
+    assert len(sample_index([f"{i}.png" for i in range(50)], 7)) == 7  # one source: a plain random sample
+
+
 def test_samples_of_a_latent_mixture_fitted_to_the_training_eyes_score_closer_to_real(data, features):
     """The identity's prior draws are pixel noise; draws from a mixture fitted to the training eyes' pixels look like eyes."""
     import dataclasses
@@ -362,7 +372,7 @@ def write_folder(root, n: int = 48) -> None:
         Image.fromarray(image[0].numpy()).save(folder / f"{i}.png")
 
 
-def test_command_line_fit_features_then_evaluate(tmp_path, caplog):
+def test_command_line_fit_features_then_evaluate(tmp_path, caplog, capsys):
     caplog.set_level(logging.INFO)
     write_folder(tmp_path / "eyes")
     feature_file = tmp_path / "features.safetensors"
@@ -390,3 +400,6 @@ def test_command_line_fit_features_then_evaluate(tmp_path, caplog):
     assert main(["--model", str(tmp_path / "model"), *common, "--features", str(tmp_path / "bad.safetensors")]) == 1
     assert main(["--model", str(tmp_path / "no-model"), *common, "--features", str(feature_file)]) == 1
     assert "no-model: no such model dir" in caplog.text
+    with pytest.raises(SystemExit) as refused:  # refused before the model and data are loaded
+        main(["--model", str(tmp_path / "no-model"), *common, "--max-images", "1"])
+    assert refused.value.code == 2 and "--max-images must be at least 2" in capsys.readouterr().err

@@ -88,6 +88,15 @@ def source_index(paths: list[str]) -> dict[str, torch.Tensor]:
     return {name: torch.tensor([i for i, top in enumerate(tops) if top == name]) for name in names}
 
 
+def sample_index(paths: list[str], size: int, seed: int = 0) -> torch.Tensor:
+    """A seeded random sample of `size` of the images (sorted indices), each source (see source_index) in its share."""
+    generator = torch.Generator().manual_seed(seed)
+    groups = list(source_index(paths).values()) or [torch.arange(len(paths))]
+    shares = [max(1, round(size * len(group) / len(paths))) for group in groups]
+    picked = [group[torch.randperm(len(group), generator=generator)[:share]] for group, share in zip(groups, shares)]
+    return torch.cat(picked).sort().values
+
+
 def select_split(data: EyeData, split: str = "held-out") -> EyeData:
     """The evaluation images: 'held-out' (test if present, else val), 'val', 'test' or 'val+test'."""
     if split == "held-out":
@@ -114,7 +123,8 @@ def evaluate(
 ) -> dict[str, float]:
     """All metrics of `model` on the held-out images of `data` (probe fitted on the train split); see the module docstring.
 
-    `max_images` scores a seeded random sample of the split where it holds more (`held_out_images` says how many it held).
+    `max_images` scores a seeded random sample of the split where it holds more, each source in its share
+    (`held_out_images` says how many the split held).
     """
     model.eval()
     features.eval()
@@ -127,7 +137,7 @@ def evaluate(
     if max_images is not None and max_images < 2:
         raise ValueError(f"max_images must be at least 2, got {max_images}")
     if max_images is not None and len(test) > max_images:
-        index = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:max_images].sort().values
+        index = sample_index(test.paths, max_images, seed)
         test = EyeData(test.images[index], test.labels[index], test.splits[index], [test.paths[i] for i in index.tolist()])
         logger.info("scoring a seeded sample of %d of the %d '%s' images", len(test), held_out_images, split)
     size, channels = model.config.image_size, model.config.channels
@@ -270,7 +280,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--features", default=str(DEFAULT_FEATURES), help="eye-feature CNN file (default: %(default)s)")
     parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default ~/.cache/vaegan)")
     parser.add_argument("--split", default="val+test", choices=SPLITS, help="images to score: val+test (default: every held-out eye; the model card scores up to 5,000 of them), held-out (test, else val), val or test")
-    parser.add_argument("--num-samples", type=int, default=None, help="prior samples for the Frechet distance / KID (default: as many as held-out images)")
+    parser.add_argument("--num-samples", type=int, default=None, help="prior samples for the Frechet distance / KID (default: as many as the images scored)")
     parser.add_argument("--max-images", type=int, default=None, help="score a seeded sample of at most this many of the split's images (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data split (as in training), of the sample of images and of the prior samples")
     return parser
@@ -278,7 +288,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main_evaluate(argv: list[str] | None = None) -> int:
     """`python -m vaegan.evaluate --model DIR --data-dir DIR`: log the metrics table, optionally write JSON."""
-    args = parser().parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
+    if args.max_images is not None and args.max_images < 2:
+        cli.error(f"--max-images must be at least 2, got {args.max_images}")  # before minutes of data loading
     model, latent_map = load_model(args.model)  # a model dir or a Hub repo id, with its latent map when it has one
     features = load_feature_network(args.features)
     data = load_dataset(args.data_dir, image_size=model.config.image_size, channels=model.config.channels, seed=args.seed, cache_dir=args.cache_dir)
