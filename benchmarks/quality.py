@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import train  # noqa: E402
 from benchmarks.common import git_commit, machine, write_section  # noqa: E402
+from vaegan.card import source_label  # noqa: E402
 from vaegan.data import EyeData, load_dataset, to_float, to_uint8  # noqa: E402
 from vaegan.evaluate import evaluate, select_split  # noqa: E402
 from vaegan.eye_features import DEFAULT_FEATURES, EyeFeatureNet, feature_file_info, load_feature_network  # noqa: E402
@@ -199,10 +200,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
     names = [name for name in ("vae", "vaegan", "bundled") if name in results]
     titles = {"vae": "VAE", "vaegan": "VAE-GAN", "bundled": "bundled model"}
     lines = ["| metric | " + " | ".join(titles[name] for name in names) + " |", "|---|" + "---:|" * len(names)]
-    by_source = [  # each source's reconstruction SSIM and sharpness
-        (key, f"{'reconstruction SSIM' if key.startswith('recon_ssim[') else 'fine detail of reconstructions'}, {key.split('[')[1][:-1]} eyes only", "{:.3f}")
-        for key in results[names[0]] if key.startswith(("recon_ssim[", "recon_sharpness["))
-    ]
+    by_source = [(key, source_label(key), "{:.3f}") for key in results[names[0]] if source_label(key)]  # SSIM, sharpness
     for key, label, form in ROWS[:4] + by_source + ROWS[4:]:
         lines.append(f"| {label} | " + " | ".join(form.format(results[name][key]) for name in names) + " |")
     return "\n".join(lines)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vaegan.data import load_dataset, to_float  # noqa: E402
 from vaegan.evaluate import source_index  # noqa: E402
 from vaegan.hub import load_model  # noqa: E402
-from vaegan.metrics import laplacian_variance, reconstruction_scores  # noqa: E402
+from vaegan.metrics import reconstruction_scores, sharpness_ratio  # noqa: E402
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -36,7 +36,7 @@ def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def ratio_and_ssim(x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> tuple[float, float]:
     """Sharpness ratio (mean Laplacian variance of y over x's, as evaluate pools it) and mean SSIM of y against x."""
     ssim = torch.cat([reconstruction_scores(a, b)["ssim"] for a, b in zip(x.split(chunk), y.split(chunk))])
-    return (laplacian_variance(y).mean() / laplacian_variance(x).mean()).item(), ssim.mean().item()
+    return sharpness_ratio(y, x), ssim.mean().item()
 
 
 def equivalent_sigma(ratio: float, sigmas: list[float], ratios: list[float]) -> str:

@@ -34,6 +34,13 @@ CARD_METRICS = [
 
 
 
+def source_label(key: str) -> str | None:
+    """The row label of a per-source metric (`recon_ssim[cew]`: "reconstruction SSIM, cew eyes only"), else None."""
+    name, _, source = key.partition("[")
+    what = {"recon_ssim": "reconstruction SSIM", "recon_sharpness": "fine detail of reconstructions"}.get(name)
+    return f"{what}, {source[:-1]} eyes only" if what and source.endswith("]") else None
+
+
 def write_model_card(model_dir: str | os.PathLike, training: dict | None = None, metrics: dict | None = None) -> Path:
     """Write README.md (YAML metadata + description, metrics table, pictures) into a model dir."""
     model_dir = Path(model_dir)
@@ -51,10 +58,7 @@ def write_model_card(model_dir: str | os.PathLike, training: dict | None = None,
     if data_dir is None:
         data["datasets"] = [KAGGLE_DATASET]
     card_data = ModelCardData(**data)
-    by_source = {  # each source's reconstruction SSIM and sharpness, after the pooled figures
-        key: f"{'reconstruction SSIM' if key.startswith('recon_ssim[') else 'fine detail of reconstructions'}, {key.split('[')[1][:-1]} eyes only"
-        for key in metrics if key.startswith(("recon_ssim[", "recon_sharpness["))
-    }
+    by_source = {key: source_label(key) for key in metrics if source_label(key)}  # after the pooled figures
     labels = dict(CARD_METRICS[:4]) | by_source | dict(CARD_METRICS[4:])
     rows = "\n".join(f"| {label} | {metrics[key]:.4g} |" for key, label in labels.items() if key in metrics)
     if "eval_images" in metrics:

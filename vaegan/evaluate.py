@@ -79,7 +79,8 @@ def source_index(paths: list[str]) -> dict[str, torch.Tensor]:
 
     The pooled sharpness ratio is a sum over all eyes, so the source with the most fine detail dominates it (on
     `../shared/data` the drowsiness crops carry about 20x the Laplacian energy of CEW's 24 px patches): the
-    ratio per source shows which eyes lost their detail. {} for a single source.
+    ratio and SSIM per source show which eyes lost their detail, and a sample of the eyes (sample_index) keeps
+    each source's share. {} for a single source.
     """
     tops = [path.split("/")[0] if "/" in path else "" for path in paths]
     names = sorted(set(tops))
