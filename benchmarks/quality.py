@@ -200,7 +200,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
     names = [name for name in ("vae", "vaegan", "bundled") if name in results]
     titles = {"vae": "VAE", "vaegan": "VAE-GAN", "bundled": "bundled model"}
     lines = ["| metric | " + " | ".join(titles[name] for name in names) + " |", "|---|" + "---:|" * len(names)]
-    by_source = [(key, source_label(key), "{:.3f}") for key in results[names[0]] if source_label(key)]  # SSIM, sharpness
+    by_source = [(key, label, "{:.3f}") for key in results[names[0]] if (label := source_label(key))]  # SSIM, sharpness
     for key, label, form in ROWS[:4] + by_source + ROWS[4:]:
         lines.append(f"| {label} | " + " | ".join(form.format(results[name][key]) for name in names) + " |")
     return "\n".join(lines)

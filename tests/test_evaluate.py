@@ -279,6 +279,8 @@ def test_the_sample_is_seeded_random_and_keeps_each_sources_share():
     assert torch.equal(sample_index(paths, 10, seed=0), index) and not torch.equal(sample_index(paths, 10, seed=1), index)
     assert not torch.equal(sample_index(paths, 10, seed=0)[:8], torch.arange(8))  # random, not the first eyes
     assert len(sample_index([f"{i}.png" for i in range(50)], 7)) == 7  # one source: a plain random sample
+    three = [f"{name}/open/{i}.png" for name, n in (("a", 35), ("b", 35), ("c", 30)) for i in range(n)]
+    assert [len(sample_index(three, size)) for size in (5, 10, 11)] == [5, 10, 11]  # exactly as many, never more
 
 
 def test_samples_of_a_latent_mixture_fitted_to_the_training_eyes_score_closer_to_real(data, features):

@@ -58,7 +58,7 @@ def write_model_card(model_dir: str | os.PathLike, training: dict | None = None,
     if data_dir is None:
         data["datasets"] = [KAGGLE_DATASET]
     card_data = ModelCardData(**data)
-    by_source = {key: source_label(key) for key in metrics if source_label(key)}  # after the pooled figures
+    by_source = {key: label for key in metrics if (label := source_label(key))}  # after the pooled figures
     labels = dict(CARD_METRICS[:4]) | by_source | dict(CARD_METRICS[4:])
     rows = "\n".join(f"| {label} | {metrics[key]:.4g} |" for key, label in labels.items() if key in metrics)
     if "eval_images" in metrics:

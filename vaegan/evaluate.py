@@ -93,7 +93,10 @@ def sample_index(paths: list[str], size: int, seed: int = 0) -> torch.Tensor:
     """A seeded random sample of `size` of the images (sorted indices), each source (see source_index) in its share."""
     generator = torch.Generator().manual_seed(seed)
     groups = list(source_index(paths).values()) or [torch.arange(len(paths))]
-    shares = [max(1, round(size * len(group) / len(paths))) for group in groups]
+    exact = [size * len(group) / len(paths) for group in groups]
+    shares = [max(1, math.floor(share)) for share in exact]  # every source keeps at least one eye
+    for i in sorted(range(len(groups)), key=lambda i: shares[i] - exact[i])[: max(0, size - sum(shares))]:
+        shares[i] += 1  # the rest to the most under-served sources (largest remainder): `size` in all
     picked = [group[torch.randperm(len(group), generator=generator)[:share]] for group, share in zip(groups, shares)]
     return torch.cat(picked).sort().values
 
