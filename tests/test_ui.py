@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from conftest import make_eye, random_latent_map, tiny_model
 from PIL import Image
 
 from vaegan.data import load_image
+from vaegan.example_eyes import write_examples
 from vaegan.latent_map import fit_mixture, slerp
 from vaegan.config import ModelConfig
 from vaegan.networks import VAEGAN
@@ -281,6 +283,16 @@ def test_pictures_are_files_named_by_content_and_written_whole(tmp_path):
     assert save_picture(eye, tmp_path) == first != save_picture(other, tmp_path)  # one file per distinct picture
     np.testing.assert_array_equal(pixels(first), pixels(eye))
     assert sorted(p.name.startswith("eye-") for p in tmp_path.iterdir()) == [True, True]  # no staging files left
+
+
+def test_an_explorer_removes_the_folder_it_made(model, latent_map):
+    explorer = Explorer(model, latent_map)  # no work_dir: the page's case, one folder in /tmp per start
+    work_dir = explorer.work_dir
+    write_examples(work_dir)
+    assert any(work_dir.iterdir())
+    del explorer
+    gc.collect()
+    assert not work_dir.exists()
 
 
 def test_interpolation_needs_two_eyes(explorer):

@@ -168,7 +168,9 @@ class Explorer:
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.latent_map = latent_map
-        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="vaegan-ui-"))
+        # a folder of our own is removed with the Explorer (or at exit), so page starts leave nothing behind in /tmp
+        self._own_dir = None if work_dir else tempfile.TemporaryDirectory(prefix="vaegan-ui-", ignore_cleanup_errors=True)
+        self.work_dir = Path(work_dir or self._own_dir.name)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.picture_dir = Path(picture_dir) if picture_dir is not None else self.work_dir / "pictures"
         self.picture_dir.mkdir(parents=True, exist_ok=True)
