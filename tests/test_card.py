@@ -7,7 +7,7 @@ from conftest import random_latent_map, tiny_model
 
 from vaegan import VAEGAN, card
 from vaegan.data import EyeData
-from vaegan.networks import HUB_TAGS
+from vaegan.networks import DISCRIMINATOR_FILE, HUB_TAGS
 from vaegan.pictures import draw_latent_map, preview_inputs, write_card_images
 
 
@@ -38,6 +38,10 @@ def test_card_metadata_table_and_pictures(tmp_path):
     assert "On the 1062 eyes of the validation and test splits (none was trained on)." in text
     sampled = card.write_model_card(tmp_path, {}, metrics | {"eval_images": 5000, "held_out_images": 35000}).read_text()
     assert "On a seeded sample of 5000 of the 35000 eyes of the validation and test splits" in sampled
+    # the card names the discriminator only where the folder holds one (a plain VAE's has none)
+    assert DISCRIMINATOR_FILE not in sampled
+    (tmp_path / DISCRIMINATOR_FILE).write_bytes(b"weights")
+    assert f"Its discriminator (`{DISCRIMINATOR_FILE}`) is here too" in card.write_model_card(tmp_path, {}, metrics).read_text()
     # the mixin writes the same tags when it saves the model
     assert set(HUB_TAGS) <= set(VAEGAN._hub_mixin_info.model_card_data.tags)
 

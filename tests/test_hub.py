@@ -13,11 +13,13 @@ import torch
 import yaml
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
+from safetensors.torch import load_file, save_file
 
 import train
 from conftest import free_port
 from vaegan import VAEGAN, ModelConfig, card, hub
 from vaegan.latent_map import LatentMap
+from vaegan.networks import DISCRIMINATOR_FILE, Discriminator
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(image_size=32, base_channels=8, latent_dim=8)
@@ -178,11 +180,14 @@ def test_push_uploads_exactly_the_model_files(tmp_path, intercepted):
     (model_dir / "images").mkdir()
     (model_dir / "images" / "samples.png").write_bytes(b"png")
     (model_dir / "notes.txt").write_text("local only")
+    save_file(Discriminator(TINY).state_dict(), model_dir / DISCRIMINATOR_FILE)
     url = hub.push_model_dir(model_dir, "someone/eyes", private=True, commit_message="v1")
     assert url.endswith("/commit/abc")
     assert intercepted["repo"] == ("someone/eyes", True, True)
     commit = intercepted["commits"][0]
-    assert sorted(commit["files"]) == ["README.md", "config.json", "images/samples.png", "latent_map.safetensors", "model.safetensors"]
+    assert sorted(commit["files"]) == [
+        "README.md", "config.json", "discriminator.safetensors", "images/samples.png", "latent_map.safetensors", "model.safetensors",
+    ]
     assert commit["message"] == "v1"
     assert commit["files"]["model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
     hub.push_model_dir(model_dir, "someone/eyes")  # pushing twice updates the same repo
@@ -261,6 +266,9 @@ def test_bundle_is_half_size_loads_in_fp32_and_leaves_out_real_eyes(tmp_path):
     for name in ("samples", "reconstructions", "latent_map"):
         (model_dir / "images" / f"{name}.png").write_bytes(b"png")
     (model_dir / "metrics.json").write_text(json.dumps({"recon_ssim": 0.8}))
+    torch.manual_seed(1)
+    discriminator = Discriminator(TINY)
+    save_file(discriminator.state_dict(), model_dir / DISCRIMINATOR_FILE)
     assert hub.main(["bundle", "--model", str(model_dir), "--out", str(tmp_path / "bundle"), "--training-command", "python train.py --epochs 3"]) == 0
     bundle = tmp_path / "bundle"
     assert (bundle / "model.safetensors").stat().st_size < 0.6 * (model_dir / "model.safetensors").stat().st_size
@@ -270,6 +278,10 @@ def test_bundle_is_half_size_loads_in_fp32_and_leaves_out_real_eyes(tmp_path):
     assert next(model.parameters()).dtype == torch.float32 and latent_map.mu.dtype == np.float32
     z = torch.randn(3, 8)
     torch.testing.assert_close(model.decode(z), reference.decode(z), atol=5e-3, rtol=0)
+    halved = load_file(bundle / DISCRIMINATOR_FILE)  # the discriminator travels too (fine-tuning starts from it), in fp16
+    assert halved.keys() == discriminator.state_dict().keys() and all(v.dtype == torch.float16 for v in halved.values())
+    for name, value in discriminator.state_dict().items():
+        torch.testing.assert_close(halved[name].float(), value, atol=2e-3, rtol=1e-3, msg=name)
     text = (bundle / "README.md").read_text()
     assert "python train.py --epochs 3" in text and "| reconstruction SSIM | 0.8 |" in text
 

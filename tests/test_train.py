@@ -2,16 +2,21 @@
 
 import json
 import math
+import pickle
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import train
 from vaegan import VAEGAN, losses
 from vaegan.config import ModelConfig, TrainConfig
 from vaegan.data import load_dataset, to_float
 from vaegan.latent_map import LatentMap
+from vaegan.networks import DISCRIMINATOR_FILE
 from vaegan.pipeline import write_model_dir
 from vaegan.trainer import CHECKPOINT_FILE, Trainer
 
@@ -408,21 +413,34 @@ def test_init_from_starts_from_a_model_dirs_weights_and_refuses_another_architec
     assert "not a model dir" in caplog.text
 
 
-def test_init_from_a_runs_model_starts_d_from_its_checkpoint_without_a_warm_up(eye_folder, tmp_path, caplog):
-    """Fine-tuning OUT_DIR/model: the discriminator comes from OUT_DIR's checkpoint, and no VAE-only epoch runs."""
+def test_init_from_a_runs_model_starts_d_from_the_trained_one_without_a_warm_up(eye_folder, tmp_path, caplog):
+    """Fine-tuning a model dir: the discriminator comes from the one saved in it (else the run's checkpoint), no VAE-only epoch runs."""
     source = tmp_path / "source"
     assert run(eye_folder, source, "--epochs", "1", "--map-size", "20") == 0
     trained_d = torch.load(source / CHECKPOINT_FILE, weights_only=True)["discriminator"]
+    saved = load_file(source / "model" / DISCRIMINATOR_FILE)  # the model dir carries the trained D
+    assert saved.keys() == trained_d.keys() and all(torch.equal(saved[name], value) for name, value in trained_d.items())
     data = load_dataset(eye_folder, image_size=32)
     model_config = ModelConfig(image_size=32, base_channels=8, latent_dim=8)
-    config = TrainConfig(out_dir=str(tmp_path / "ft"), batch_size=8, device="cpu", init_from=str(source / "model"))
-    trainer = Trainer(config, model_config, data)
-    ours = trainer.discriminator.state_dict()
-    for name, value in trained_d.items():
-        torch.testing.assert_close(ours[name], value, msg=name)
-    assert trainer.warmup_steps == 0
+
+    def discriminator_from(model_dir: Path) -> dict[str, torch.Tensor]:
+        config = TrainConfig(out_dir=str(tmp_path / "ft"), batch_size=8, device="cpu", init_from=str(model_dir))
+        trainer = Trainer(config, model_config, data)
+        assert trainer.warmup_steps == 0
+        return trainer.discriminator.state_dict()
+
+    moved = shutil.copytree(source / "model", tmp_path / "elsewhere" / "model")  # no checkpoint beside it: a download, say
+    checkpoint_only = shutil.copytree(source / "model", tmp_path / "only" / "model", ignore=shutil.ignore_patterns(DISCRIMINATOR_FILE))
+    shutil.copytree(source / "checkpoint", tmp_path / "only" / "checkpoint")
+    for model_dir in (source / "model", moved, checkpoint_only):
+        ours = discriminator_from(model_dir)
+        for name, value in trained_d.items():
+            torch.testing.assert_close(ours[name], value, msg=f"{model_dir}: {name}")
     assert Trainer(TrainConfig(out_dir=str(tmp_path / "scratch"), batch_size=8, device="cpu"), model_config, data).warmup_steps > 0
-    # a damaged checkpoint is refused with one line, before anything is written
-    (source / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
-    assert run(eye_folder, tmp_path / "bad", "--init-from", str(source / "model")) == 1
-    assert "could not load the discriminator" in caplog.text and not (tmp_path / "bad" / "checkpoint").exists()
+    # a damaged checkpoint or D file is refused with one line, before anything is written; a pickle is never opened
+    (checkpoint_only.parent / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    (moved / DISCRIMINATOR_FILE).write_bytes(pickle.dumps({"blocks.0.0.bias": torch.zeros(8)}))
+    for model_dir in (checkpoint_only, moved):
+        caplog.clear()
+        assert run(eye_folder, tmp_path / "bad", "--init-from", str(model_dir)) == 1
+        assert "could not load the discriminator" in caplog.text and not (tmp_path / "bad" / "checkpoint").exists()

@@ -10,7 +10,7 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from vaegan.data import KAGGLE_DATASET
 from vaegan.latent_map import FILENAME as MAP_FILENAME
-from vaegan.networks import HUB_TAGS
+from vaegan.networks import DISCRIMINATOR_FILE, HUB_TAGS
 
 CARD_METRICS = [
     ("recon_psnr", "reconstruction PSNR (dB)"),
@@ -71,6 +71,9 @@ def write_model_card(model_dir: str | os.PathLike, training: dict | None = None,
         f"![{name}](images/{name}.png)" for name in ("samples", "reconstructions", "interpolation", "latent_map")
         if (model_dir / "images" / f"{name}.png").exists()
     )
+    discriminator = "" if not (model_dir / DISCRIMINATOR_FILE).exists() else (
+        f"\nIts discriminator (`{DISCRIMINATOR_FILE}`) is here too: `train.py --init-from` a download of this repository fine-tunes from both."
+    )
     command = training.get("command", "python train.py")
     source = f"the folder `{data_dir}`" if data_dir else f"the Kaggle dataset [{KAGGLE_DATASET}](https://www.kaggle.com/datasets/{KAGGLE_DATASET})"
     body = f"""
@@ -80,7 +83,7 @@ A VAE-GAN (Larsen et al. 2016, *Autoencoding beyond pixels using a learned simil
 trained on {config['image_size']}x{config['image_size']} {'grayscale' if config['channels'] == 1 else 'RGB'} eye crops, with a
 {config['latent_dim']}-dimensional latent space, made with vaegan.
 This repository holds the encoder and decoder (`model.safetensors`, `config.json`) and the
-latent map (`{MAP_FILENAME}`: encoder means, their 2-D UMAP coordinates and open / closed labels).
+latent map (`{MAP_FILENAME}`: encoder means, their 2-D UMAP coordinates and open / closed labels).{discriminator}
 
 ## Use
 

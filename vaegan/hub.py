@@ -28,11 +28,11 @@ from safetensors.torch import load_file, save_file
 
 from vaegan.latent_map import FILENAME as MAP_FILENAME
 from vaegan.latent_map import LatentMap
-from vaegan.networks import VAEGAN
+from vaegan.networks import DISCRIMINATOR_FILE, VAEGAN
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILES = ["config.json", "model.safetensors", MAP_FILENAME, "README.md", "metrics.json", "images/*.png"]
+MODEL_FILES = ["config.json", "model.safetensors", DISCRIMINATOR_FILE, MAP_FILENAME, "README.md", "metrics.json", "images/*.png"]
 
 
 class HubError(Exception):
@@ -136,8 +136,9 @@ def bundle_model_dir(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -
     model_dir, out_dir = _check_model_dir(model_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_bytes((model_dir / "config.json").read_bytes())
-    weights = load_file(model_dir / "model.safetensors")
-    save_file({name: value.half() for name, value in weights.items()}, out_dir / "model.safetensors")  # loads back into fp32
+    for name in ("model.safetensors", DISCRIMINATOR_FILE):  # both load back into fp32
+        if (model_dir / name).exists():
+            save_file({key: value.half() for key, value in load_file(model_dir / name).items()}, out_dir / name)
     latent_map = LatentMap.load(model_dir)
     latent_map.mu = latent_map.mu.astype(np.float16)
     latent_map.save(out_dir)

@@ -140,6 +140,9 @@ class Discriminator(nn.Module):
         return logit, state, features.flatten(1)
 
 
+# A model dir's discriminator (fine-tuning starts from it, see Trainer): safetensors, so loading it runs no code.
+DISCRIMINATOR_FILE = "discriminator.safetensors"
+
 # The Hub tags of a vaegan model: the mixin writes them on save_pretrained / push_to_hub, vaegan.card into its card.
 HUB_TAGS = ["vae-gan", "vae", "gan", "image-generation", "eyes", "latent-space", "pytorch"]
 

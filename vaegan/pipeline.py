@@ -7,6 +7,7 @@ knows none of this; this module knows no optimiser.
 
     model dir/
       config.json, model.safetensors    the VAE (encoder + decoder), through PyTorchModelHubMixin
+      discriminator.safetensors         the trained discriminator, where fine-tuning (--init-from) starts it from
       latent_map.safetensors            train-split latents, their UMAP coordinates, the probe, direction and latent mixture
       images/*.png                      samples, reconstructions, interpolation, latent map
       metrics.json                      the last logged epoch + the evaluation suite on the held-out eyes (val + test)
@@ -21,12 +22,15 @@ import math
 import os
 from pathlib import Path
 
+import torch
+from safetensors.torch import save_file
+
 from vaegan import evaluate
 from vaegan.card import write_model_card
 from vaegan.data import EyeData
 from vaegan.eye_features import DEFAULT_FEATURES, load_feature_network
 from vaegan.latent_map import LatentMap, build_latent_map
-from vaegan.networks import VAEGAN
+from vaegan.networks import DISCRIMINATOR_FILE, VAEGAN
 from vaegan.pictures import preview_inputs, write_card_images
 
 logger = logging.getLogger(__name__)
@@ -69,17 +73,21 @@ def write_model_dir(
     training: dict | None = None,
     logged: dict | None = None,
     features: str | os.PathLike = DEFAULT_FEATURES,
+    discriminator: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write the model dir of a trained model; returns its path.
 
     `data` is the run's data set: the map is built from its train split (so no held-out eye is
     on it), the pictures and the evaluation use its held-out split. `training` is what the card
     says of the run (data_dir, command, images, steps); `logged` the last epoch's training log,
-    which metrics.json carries beside the evaluation.
+    which metrics.json carries beside the evaluation. `discriminator` (its state dict) is saved beside
+    the model, so that `--init-from` this dir does not start D afresh.
     """
     model_dir = Path(model_dir)
     model.eval()
     model.save_pretrained(model_dir)
+    if discriminator is not None:
+        save_file({name: value.detach().cpu().contiguous() for name, value in discriminator.items()}, model_dir / DISCRIMINATOR_FILE)
     train = data.subset("train")
     latent_map = build_latent_map(model, train.images, train.labels, map_size, seed)
     latent_map.save(model_dir)

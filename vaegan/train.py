@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             training = {"data_dir": train_config.data_dir, "command": shlex.join([*command, *argv]),
                         "images": len(data), "steps": trainer.step}
             write_model_dir(model, data, model_dir, map_size=train_config.map_size, seed=train_config.seed,
-                            training=training, logged=trainer.last_record())
+                            training=training, logged=trainer.last_record(), discriminator=trainer.discriminator_state())
         accelerator.wait_for_everyone()  # the other processes wait while the main one writes the model dir
         if not accelerator.is_main_process:  # under `accelerate launch`, the main process reports and pushes
             return 0

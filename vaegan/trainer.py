@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from safetensors.torch import load_file
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
@@ -31,7 +32,7 @@ from vaegan import losses
 from vaegan.config import ModelConfig, TrainConfig
 from vaegan.data import EyeData, to_float
 from vaegan.metrics import active_units
-from vaegan.networks import VAEGAN, Discriminator, toward_other_state
+from vaegan.networks import DISCRIMINATOR_FILE, VAEGAN, Discriminator, toward_other_state
 from vaegan.pictures import preview_inputs, save_reconstructions, save_samples
 
 logger = logging.getLogger(__name__)
@@ -198,17 +199,23 @@ class Trainer:
         logger.info("encoder / decoder initialised from %s", source)
 
     def _load_discriminator(self, discriminator: Discriminator, source: str) -> None:
-        """Fine-tuning a run's model (OUT_DIR/model): D starts from that run's checkpoint, where there is one.
+        """Fine-tuning a model dir: D starts from the one saved with it, else from the checkpoint of the run that made it.
 
         A fresh D gives the learned similarity nothing to say for its first hundreds of steps, and
         meanwhile the KL term squeezes the latent (measured: KL 103 -> 40 nats in one epoch).
         """
-        path = Path(source).parent / CHECKPOINT_FILE
+        path = Path(source) / DISCRIMINATOR_FILE
         if not path.exists():
-            logger.info("--init-from %s: no training checkpoint beside it, so the discriminator starts afresh", source)
+            path = Path(source).parent / CHECKPOINT_FILE
+        if not path.exists():
+            logger.info("--init-from %s: no %s in it and no training checkpoint beside it, so the discriminator starts afresh",
+                        source, DISCRIMINATOR_FILE)
             return
         try:
-            weights = torch.load(path, map_location="cpu", weights_only=True).get("discriminator")
+            if path.suffix == ".safetensors":  # safetensors: no pickle, so a hostile file can't run code
+                weights = {name: value.float() for name, value in load_file(path).items()}  # a bundle stores fp16
+            else:
+                weights = torch.load(path, map_location="cpu", weights_only=True).get("discriminator")
             if weights is None:
                 raise TrainingError(f"{path} has no discriminator (a plain-VAE run)")
             discriminator.load_state_dict(weights)
@@ -312,6 +319,10 @@ class Trainer:
     def inference_model(self) -> VAEGAN:
         """The weights that are sampled, validated and exported: the EMA copy when there is one."""
         return self.ema if self.ema is not None else self.accelerator.unwrap_model(self.model)
+
+    def discriminator_state(self) -> dict[str, torch.Tensor] | None:
+        """The trained discriminator's weights, for the model dir (None for a plain VAE)."""
+        return self.accelerator.unwrap_model(self.discriminator).state_dict() if self.adversarial else None
 
     def batch(self, index: torch.Tensor) -> torch.Tensor:
         """Float batch for the given image indices, with random horizontal flips."""
