@@ -282,6 +282,9 @@ def test_bundle_is_half_size_loads_in_fp32_and_leaves_out_real_eyes(tmp_path):
     assert halved.keys() == discriminator.state_dict().keys() and all(v.dtype == torch.float16 for v in halved.values())
     for name, value in discriminator.state_dict().items():
         torch.testing.assert_close(halved[name].float(), value, atol=2e-3, rtol=1e-3, msg=name)
+    (model_dir / DISCRIMINATOR_FILE).unlink()  # a plain VAE bundled over it keeps no D
+    hub.bundle_model_dir(model_dir, bundle)
+    assert not (bundle / DISCRIMINATOR_FILE).exists()
     text = (bundle / "README.md").read_text()
     assert "python train.py --epochs 3" in text and "| reconstruction SSIM | 0.8 |" in text
 

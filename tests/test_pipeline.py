@@ -5,10 +5,12 @@ import logging
 
 import torch
 from conftest import tiny_model
+from safetensors.torch import load_file
 
 from vaegan import VAEGAN
 from vaegan.data import load_dataset
 from vaegan.latent_map import LatentMap, encode_images
+from vaegan.networks import DISCRIMINATOR_FILE, Discriminator
 from vaegan.pipeline import write_model_dir
 
 
@@ -31,6 +33,17 @@ def test_write_model_dir_of_an_untrained_model(eye_folder, tmp_path):
     card = (out / "README.md").read_text()
     assert "python train.py --epochs 3" in card and f"`{eye_folder}`" in card and "| held-out reconstruction MSE (training log) | 0.125 |" in card
     assert "On the 14 eyes of the validation and test splits" in card
+    assert not (out / DISCRIMINATOR_FILE).exists()  # none given: a plain VAE's dir
+
+
+def test_the_discriminator_is_saved_beside_the_model_and_only_where_there_is_one(eye_folder, tmp_path):
+    model, data = tiny_model(), load_dataset(eye_folder)
+    discriminator = Discriminator(model.config).state_dict()
+    out = write_model_dir(model, data, tmp_path / "model", map_size=20, discriminator=discriminator)
+    saved = load_file(out / DISCRIMINATOR_FILE)
+    assert saved.keys() == discriminator.keys() and all(torch.equal(saved[k], v) for k, v in discriminator.items())
+    write_model_dir(model, data, out, map_size=20)  # a plain VAE written over it: the old D goes
+    assert not (out / DISCRIMINATOR_FILE).exists() and DISCRIMINATOR_FILE not in (out / "README.md").read_text()
 
 
 def test_without_a_feature_file_the_model_dir_has_the_training_log_only(eye_folder, tmp_path, caplog):

@@ -444,3 +444,5 @@ def test_init_from_a_runs_model_starts_d_from_the_trained_one_without_a_warm_up(
         caplog.clear()
         assert run(eye_folder, tmp_path / "bad", "--init-from", str(model_dir)) == 1
         assert "could not load the discriminator" in caplog.text and not (tmp_path / "bad" / "checkpoint").exists()
+    # --resume takes every weight from its checkpoint: the --init-from dir is not read, damaged or not
+    assert run(eye_folder, source, "--epochs", "2", "--map-size", "20", "--resume", "--init-from", str(moved)) == 0

@@ -139,6 +139,8 @@ def bundle_model_dir(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -
     for name in ("model.safetensors", DISCRIMINATOR_FILE):  # both load back into fp32
         if (model_dir / name).exists():
             save_file({key: value.half() for key, value in load_file(model_dir / name).items()}, out_dir / name)
+        else:  # a plain VAE's bundle written over a VAE-GAN's keeps no D
+            (out_dir / name).unlink(missing_ok=True)
     latent_map = LatentMap.load(model_dir)
     latent_map.mu = latent_map.mu.astype(np.float16)
     latent_map.save(out_dir)

@@ -88,6 +88,8 @@ def write_model_dir(
     model.save_pretrained(model_dir)
     if discriminator is not None:
         save_file({name: value.detach().cpu().contiguous() for name, value in discriminator.items()}, model_dir / DISCRIMINATOR_FILE)
+    else:  # a plain VAE written over a VAE-GAN's dir must not keep (or push) that run's D
+        (model_dir / DISCRIMINATOR_FILE).unlink(missing_ok=True)
     train = data.subset("train")
     latent_map = build_latent_map(model, train.images, train.labels, map_size, seed)
     latent_map.save(model_dir)

@@ -143,15 +143,17 @@ class Trainer:
         # channels_last and fused Adam are GPU wins; on this CPU channels_last measured no faster
         self.memory_format = torch.channels_last if on_gpu else torch.contiguous_format
         model = VAEGAN(model_config)
-        if config.init_from:
-            self._load_weights(model, config.init_from)
+        # on --resume the checkpoint replaces every weight, so --init-from's dir is not read (it may be gone by then)
+        init_from = None if config.resume else config.init_from
+        if init_from:
+            self._load_weights(model, init_from)
         model = model.to(memory_format=self.memory_format)
         adam = dict(betas=(config.beta1, config.beta2), fused=on_gpu or None)
         opt_model = torch.optim.Adam(model.parameters(), lr=config.lr, **adam)
         if self.adversarial:
             discriminator = Discriminator(model_config, config.feature_depth)
-            if config.init_from:
-                self._load_discriminator(discriminator, config.init_from)
+            if init_from:
+                self._load_discriminator(discriminator, init_from)
             discriminator = discriminator.to(memory_format=self.memory_format)
             opt_disc = torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator, **adam)
             self.model, self.discriminator, self.opt_model, self.opt_disc = self.accelerator.prepare(
@@ -183,7 +185,7 @@ class Trainer:
         self.fixed_z, self.fixed_real = preview_inputs(data, model_config.latent_dim, config.seed)  # what the sample grids show
 
     def _load_weights(self, model: VAEGAN, source: str) -> None:
-        """Fine-tuning: the encoder / decoder start from a model dir's weights (the discriminator starts afresh)."""
+        """Fine-tuning: the encoder / decoder start from a model dir's weights (the discriminator: `_load_discriminator`)."""
         if not (Path(source) / "config.json").exists():
             raise TrainingError(f"--init-from {source}: not a model dir (no config.json)")
         try:
@@ -220,7 +222,8 @@ class Trainer:
                 raise TrainingError(f"{path} has no discriminator (a plain-VAE run)")
             discriminator.load_state_dict(weights)
         except Exception as error:  # noqa: BLE001 - a damaged or foreign checkpoint
-            raise TrainingError(f"--init-from {source}: could not load the discriminator from {path} ({type(error).__name__}: {error})") from error
+            first_line = (str(error).strip().splitlines() or [""])[0]  # load_state_dict's message runs over several lines
+            raise TrainingError(f"--init-from {source}: could not load the discriminator from {path} ({type(error).__name__}: {first_line})") from error
         logger.info("discriminator initialised from %s", path)
 
     # ------------------------------------------------------------------ one step
