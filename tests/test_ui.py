@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gc
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
-from conftest import make_eye, random_latent_map, tiny_model
+from conftest import free_port, make_eye, random_latent_map, tiny_model
 from PIL import Image
 
 from vaegan.data import load_image
@@ -511,6 +513,23 @@ def test_app_on_a_taken_port_exits_with_a_one_line_error(capsys):
             torch.set_num_threads(threads)
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("error: can't serve on 127.0.0.1:") and str(port) in error and "--port" in error
+
+
+def test_app_stops_cleanly_on_sigterm(tmp_path):
+    """A container stop (SIGTERM) closes the server like Ctrl+C: exit 0, and the page's temporary folder is gone."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        for line in process.stdout:  # serving once it prints its URL
+            if "Running on local URL" in line:
+                break
+        assert list(tmp_path.glob("vaegan-ui-*")), "the page made no folder of its own"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+    assert not list(tmp_path.glob("vaegan-ui-*"))
 
 
 def test_app_flags_follow_the_environment(monkeypatch):

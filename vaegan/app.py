@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from vaegan import asset_path
@@ -29,6 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 7860))
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
     return parser.parse_args(argv)
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM (a container or Space stopping) as Ctrl+C: Gradio closes the server and the process exits normally,
+    so the page's temporary folder is removed (on a bare SIGTERM no finalizer runs)."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,12 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     # Each event is a few milliseconds of single-threaded CPU work: one worker per core.
     demo.queue(default_concurrency_limit=max(2, min(8, os.cpu_count() or 1)), max_size=64)
     # Gradio keeps ~70 KB of page state per session (10,000 by default): cap it so memory stays bounded.
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, state_session_capacity=2000,
                     **launch_options())  # the page's theme (system fonts), CSS and upload limit
     except OSError as error:  # the port is taken, or the host is not this machine's
         print(f"error: can't serve on {args.host}:{args.port} ({error}); pick another with --port", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # stopped while still starting (once serving, Gradio itself closes the server and returns)
+        logging.getLogger("app").info("stopped")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
