@@ -215,7 +215,7 @@ class Trainer:
             return
         try:
             if path.suffix == ".safetensors":  # safetensors: no pickle, so a hostile file can't run code
-                weights = {name: value.float() for name, value in load_file(path).items()}  # a bundle stores fp16
+                weights = load_file(path)  # fp16 in a bundle: load_state_dict copies it into D's fp32 weights
             else:
                 weights = torch.load(path, map_location="cpu", weights_only=True).get("discriminator")
             if weights is None:
