@@ -29,7 +29,7 @@ from vaegan import eye_features
 from vaegan.data import DataError, EyeData, class_of, load_dataset, split_of, to_float
 from vaegan.eye_features import DEFAULT_FEATURES, EyeFeatureNet, load_feature_network, predict_labels
 from vaegan.hub import HubError, load_model
-from vaegan.latent_map import LatentMap, encode_images, fit_umap
+from vaegan.latent_map import LatentMap, encode_images, fit_umap, open_direction
 from vaegan.metrics import active_units, feature_distances, knn_accuracy_2d, laplacian_variance, probe_scores, reconstruction_scores
 from vaegan.networks import toward_other_state
 
@@ -221,7 +221,7 @@ def evaluate(
     if latent_map is not None and latent_map.open_direction.shape[0] == mu_test.shape[1]:
         direction = torch.as_tensor(latent_map.open_direction, dtype=torch.float32)
     elif len(np.unique(y_train)) == 2:
-        direction = torch.as_tensor(mu_train[y_train == 1].mean(0) - mu_train[y_train == 0].mean(0), dtype=torch.float32)
+        direction = torch.as_tensor(open_direction(mu_train, y_train))
     else:
         direction = None
     labels = test.labels

@@ -165,16 +165,20 @@ def build_latent_map(
     logger.info("fitting UMAP on %d latents", len(y))
     xy = fit_umap(mu, seed).embedding_.astype(np.float32)
     probe = LogisticRegression(max_iter=2000, C=1.0).fit(mu, y)
-    direction = mu[y == 1].mean(0) - mu[y == 0].mean(0)
     return LatentMap(
         mu=mu.astype(np.float32),
         xy=xy,
         labels=y,
         probe_weight=probe.coef_[0].astype(np.float32),
         probe_bias=probe.intercept_.astype(np.float32),
-        open_direction=direction.astype(np.float32),
+        open_direction=open_direction(mu, y),
         **fit_mixture(mu, seed=seed),
     )
+
+
+def open_direction(mu: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The page's slider direction: mean(mu | open) - mean(mu | closed), (Z,) float32."""
+    return (mu[labels == 1].mean(0) - mu[labels == 0].mean(0)).astype(np.float32)
 
 
 def fit_mixture(mu: np.ndarray, components: int = MIXTURE_COMPONENTS, seed: int = 0) -> dict[str, np.ndarray]:
