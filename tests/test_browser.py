@@ -222,11 +222,14 @@ def test_sampling_is_seeded_and_a_sample_can_be_picked(page):
     open_tab(page, "Sample")
     page.fill("#seed input", "3")
     assert page.input_value("#seed input") == "3"
-    page.click("#sample-button")
     thumbnails = page.locator("#samples img")
+    opening = [thumbnails.nth(i).get_attribute("src") for i in range(2)]  # the tab opens on seed 0's grid
+    assert len(set(opening)) == 2 and all(opening)
+    page.click("#sample-button")
+    wait_until(page, "() => document.querySelector('#current-caption').innerText.includes('Sample 1 (seed 3)')")
     wait_until(page, "() => document.querySelectorAll('#samples img').length === 16")
     first = [thumbnails.nth(i).get_attribute("src") for i in range(2)]
-    wait_until(page, "() => document.querySelector('#current-caption').innerText.includes('Sample 1 (seed 3)')")
+    assert first[0] not in opening  # seed 3's grid replaced it
     old = current_image_src(page)
     thumbnails.nth(3).click()
     wait_for_new_image(page, old)

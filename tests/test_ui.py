@@ -356,6 +356,21 @@ def test_picking_a_sample_makes_it_current(explorer, model):
     assert "sample 4 (seed 2)" in result.state["eyes"][-1]["name"]
 
 
+def test_the_sample_tab_opens_on_seed_0s_grid_ready_to_pick(model, latent_map):
+    demo = build_demo(model, latent_map)
+    explorer = demo.explorer
+    gallery = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "samples")
+    shown = [Path(item["image"]["path"]).read_bytes() for item in gallery.value]
+    drawn = explorer.on_sample(0, None)
+    assert shown == [Path(path).read_bytes() for path, _ in drawn.gallery]  # seed 0's grid, as the Sample button draws it
+    caption = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "current-caption")
+    assert caption.value == explorer.initial_view().caption and "sample" not in caption.value.lower()  # the current eye is unchanged
+    state = next(block for block in demo.blocks.values() if isinstance(block, gr.State) and isinstance(block.value, dict) and "z" in block.value)
+    np.testing.assert_array_equal(state.value["z"], drawn.samples["z"])
+    picked = explorer.on_sample_select(state.value, explorer.initial_state(), gr.SelectData(None, {"index": 5, "value": None}))
+    assert "sample 6 (seed 0)" in picked.state["eyes"][-1]["name"]
+
+
 def test_bad_seed_is_an_error(explorer):
     with pytest.raises(gr.Error, match="seed"):
         explorer.on_sample(-1, None)

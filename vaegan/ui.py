@@ -346,14 +346,18 @@ class Explorer:
         """A grid of samples for a seed, from `source` ("mixture" or "prior"; default: default_source); the first becomes the current eye."""
         if seed is None or not np.isfinite(seed) or seed < 0:
             raise gr.Error("The seed must be a whole number from 0 upwards.")
+        gallery, samples, images = self.sample_grid(seed, source)
+        return SampleResult(gallery, samples, self.show(state, self._sample_eye(samples, 0, images[0])))
+
+    def sample_grid(self, seed: int | float, source: str | None = None) -> tuple[list[tuple[str, str]], dict[str, Any], np.ndarray]:
+        """The grid of a seed's samples (picture path, caption), its latents, and the decoded images; no eye changes."""
         source = source or self.default_source
         if source not in SAMPLE_SOURCES:
             raise gr.Error(f"Samples come from {' or '.join(SAMPLE_SOURCES)}, not {source!r}.")
         z = self.sample_latents(seed, source)
         images = decode(self.model, z)
         gallery = [(self.picture(image, THUMB_SIZE), f"sample {i + 1}") for i, image in enumerate(images)]
-        samples = {"seed": int(seed), "source": source, "z": z}
-        return SampleResult(gallery, samples, self.show(state, self._sample_eye(samples, 0, images[0])))
+        return gallery, {"seed": int(seed), "source": source, "z": z}, images
 
     def on_sample_select(self, samples: dict[str, Any] | None, state: dict[str, Any] | None, evt: gr.SelectData) -> EyeResult:
         """A sample picked in the grid becomes the current eye."""
@@ -502,7 +506,8 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
     # or a busy page fills the disk (each slider position and upload is a new file).
     with gr.Blocks(title="Eyes VAE-GAN explorer", delete_cache=(1800, 3600)) as demo:
         state = gr.State(start.state)
-        samples = gr.State(None)
+        first_grid, first_samples, _ = explorer.sample_grid(0)  # the Sample tab opens on seed 0's grid, ready to pick from
+        samples = gr.State(first_samples)
         intro = INTRO.format(image=image, latent_dim=model.config.latent_dim)
         gr.Markdown(intro if has_map else intro.replace("**Click the map** to decode an eye, ", ""))
         if not has_map:
@@ -570,7 +575,7 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
                     source = gr.Radio([(label, key) for key, (label, _) in SAMPLE_SOURCES.items()], value=explorer.default_source,
                                       label="Draw from", visible=has_mixture, elem_id="sample-source")
                     sample = gr.Button("Sample", variant="primary", elem_id="sample-button")
-                gallery = gr.Gallery(label="Samples", columns=8, rows=2, height=340, allow_preview=False,
+                gallery = gr.Gallery(first_grid, label="Samples", columns=8, rows=2, height=340, allow_preview=False,
                                      elem_id="samples", format="png")
 
         # ---- the results mapped to components: a dict keyed by component, so no order can drift
