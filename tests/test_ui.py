@@ -531,7 +531,7 @@ def test_app_on_a_taken_port_exits_with_a_one_line_error(capsys):
 
 
 def test_app_stops_cleanly_on_sigterm(tmp_path):
-    """A container stop (SIGTERM) closes the server like Ctrl+C: exit 0, and the page's temporary folder is gone."""
+    """A container stop (SIGTERM) closes the server like Ctrl+C: exit 0, and the page's temporary folders are gone."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
@@ -540,11 +540,12 @@ def test_app_stops_cleanly_on_sigterm(tmp_path):
             if "Running on local URL" in line:
                 break
         assert list(tmp_path.glob("vaegan-ui-*")), "the page made no folder of its own"
+        assert list(tmp_path.glob("gradio/vaegan-*/*.png")), "no pictures in Gradio's cache"  # the start eye, seed 0's grid
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
         process.kill()
-    assert not list(tmp_path.glob("vaegan-ui-*"))
+    assert not list(tmp_path.glob("vaegan-ui-*")) and not list(tmp_path.glob("gradio/vaegan-*"))
 
 
 def test_app_flags_follow_the_environment(monkeypatch):

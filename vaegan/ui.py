@@ -489,7 +489,10 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
     """The explorer page for a model and its latent map (None: the page without the map); launch it with `launch_options()`."""
     cache = Path(get_upload_folder())  # Gradio serves files from its cache folder as they are
     cache.mkdir(parents=True, exist_ok=True)
-    explorer = Explorer(model, latent_map, picture_dir=tempfile.mkdtemp(prefix="vaegan-", dir=cache))
+    # a folder of its own in the cache, removed with the page (or at exit): page starts and tests leave none behind
+    pictures = tempfile.TemporaryDirectory(prefix="vaegan-", dir=cache, ignore_cleanup_errors=True)
+    explorer = Explorer(model, latent_map, picture_dir=pictures.name)
+    explorer.picture_folder = pictures  # lives as long as the explorer, which the page keeps
     examples = write_examples(explorer.work_dir)
     start = explorer.initial_view()
     has_map = latent_map is not None
