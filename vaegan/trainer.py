@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 from vaegan import losses
 from vaegan.config import ModelConfig, TrainConfig
 from vaegan.data import EyeData, to_float
-from vaegan.hub import first_line
 from vaegan.metrics import active_units
 from vaegan.networks import DISCRIMINATOR_FILE, VAEGAN, Discriminator, toward_other_state
 from vaegan.pictures import preview_inputs, save_reconstructions, save_samples
@@ -223,7 +222,8 @@ class Trainer:
                 raise TrainingError(f"{path} has no discriminator (a plain-VAE run)")
             discriminator.load_state_dict(weights)
         except Exception as error:  # noqa: BLE001 - a damaged or foreign checkpoint
-            raise TrainingError(f"--init-from {source}: could not load the discriminator from {path} ({type(error).__name__}: {first_line(error)})") from error
+            first_line = (str(error).strip().splitlines() or [""])[0]  # load_state_dict's message runs over several lines
+            raise TrainingError(f"--init-from {source}: could not load the discriminator from {path} ({type(error).__name__}: {first_line})") from error
         logger.info("discriminator initialised from %s", path)
 
     # ------------------------------------------------------------------ one step
