@@ -159,20 +159,22 @@ class Explorer:
     """The page's callbacks, testable without a page: they take plain values and return the results above.
 
     Everything runs on the model's device (inputs are moved there, results come back as numpy), and
-    the pictures are PNG / GIF files written to `picture_dir` (build_demo puts it in Gradio's cache,
-    from where the page serves them as they are).
+    the pictures are PNG / GIF files written to `picture_dir`: a folder of its own in `picture_parent` where one
+    is given (build_demo gives Gradio's cache, from where the page serves them as they are), else under work_dir.
     """
 
     def __init__(self, model: VAEGAN, latent_map: LatentMap | None, work_dir: str | os.PathLike | None = None,
-                 picture_dir: str | os.PathLike | None = None):
+                 picture_parent: str | os.PathLike | None = None):
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.latent_map = latent_map
-        # a folder of our own is removed with the Explorer (or at exit), so page starts leave nothing behind in /tmp
-        self._own_dir = None if work_dir else tempfile.TemporaryDirectory(prefix="vaegan-ui-", ignore_cleanup_errors=True)
+        # folders of our own are removed with the Explorer (or at exit), so page starts and tests leave nothing behind
+        own = dict(ignore_cleanup_errors=True)
+        self._own_dir = None if work_dir else tempfile.TemporaryDirectory(prefix="vaegan-ui-", **own)
         self.work_dir = Path(work_dir or self._own_dir.name)
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.picture_dir = Path(picture_dir) if picture_dir is not None else self.work_dir / "pictures"
+        self._own_pictures = None if picture_parent is None else tempfile.TemporaryDirectory(prefix="vaegan-", dir=picture_parent, **own)
+        self.picture_dir = Path(self._own_pictures.name) if self._own_pictures else self.work_dir / "pictures"
         self.picture_dir.mkdir(parents=True, exist_ok=True)
         self.open_direction = None if latent_map is None else latent_map.open_direction.astype(np.float32)
 
@@ -489,10 +491,7 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
     """The explorer page for a model and its latent map (None: the page without the map); launch it with `launch_options()`."""
     cache = Path(get_upload_folder())  # Gradio serves files from its cache folder as they are
     cache.mkdir(parents=True, exist_ok=True)
-    # a folder of its own in the cache, removed with the page (or at exit): page starts and tests leave none behind
-    pictures = tempfile.TemporaryDirectory(prefix="vaegan-", dir=cache, ignore_cleanup_errors=True)
-    explorer = Explorer(model, latent_map, picture_dir=pictures.name)
-    explorer.picture_folder = pictures  # lives as long as the explorer, which the page keeps
+    explorer = Explorer(model, latent_map, picture_parent=cache)
     examples = write_examples(explorer.work_dir)
     start = explorer.initial_view()
     has_map = latent_map is not None
