@@ -26,3 +26,8 @@ def asset_path(name: str) -> Path:
     package = Path(__file__).resolve().parent
     installed = package / "assets" / name  # pyproject.toml installs the repository's assets/ there
     return installed if installed.exists() else package.parent / "assets" / name
+
+
+def first_line(error: BaseException) -> str:
+    """An error's first line (load_state_dict's and the Hub's messages run over several), else its type's name."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -26,6 +26,7 @@ from huggingface_hub.errors import (
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from vaegan import first_line
 from vaegan.latent_map import FILENAME as MAP_FILENAME
 from vaegan.latent_map import LatentMap
 from vaegan.networks import DISCRIMINATOR_FILE, VAEGAN
@@ -65,7 +66,7 @@ def push_model_dir(
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.create_commit(repo_id, operations=operations, commit_message=commit_message or "Upload vaegan model")
     except Exception as error:  # noqa: BLE001 - HTTP, offline and auth failures all end here
-        raise HubError(f"push to {repo_id} failed ({type(error).__name__}: {_first_line(error)}); {model_dir} is unchanged") from error
+        raise HubError(f"push to {repo_id} failed ({type(error).__name__}: {first_line(error)}); {model_dir} is unchanged") from error
     return str(getattr(commit, "commit_url", commit))
 
 
@@ -85,11 +86,11 @@ def _hub_unreachable(repo_id: str) -> str | None:
     except RepositoryNotFoundError as error:  # also a gated or private repo the token can't see
         raise HubError(f"{repo_id}: no such local model dir or Hub repo (or a private one your token can't read)") from error
     except HfHubHTTPError as error:
-        raise HubError(f"{repo_id}: the Hub answered {_first_line(error)}") from error
+        raise HubError(f"{repo_id}: the Hub answered {first_line(error)}") from error
     except OfflineModeIsEnabled:
         return "offline mode (HF_HUB_OFFLINE)"
     except Exception as error:  # noqa: BLE001 - connection / timeout errors, whose httpx flavour varies by huggingface_hub version
-        return f"can't reach the Hugging Face Hub: {_first_line(error)}"
+        return f"can't reach the Hugging Face Hub: {first_line(error)}"
     return None
 
 
@@ -108,14 +109,14 @@ def load_model(source: str) -> tuple[VAEGAN, LatentMap | None]:
     try:
         model = VAEGAN.from_pretrained(source, strict=True, local_files_only=cache_only)
     except (OfflineModeIsEnabled, LocalEntryNotFoundError) as error:
-        why = unreachable or _first_line(error)
+        why = unreachable or first_line(error)
         raise HubError(f"{source}: not a local model dir, and not in the Hugging Face cache while offline ({why})") from error
     except RepositoryNotFoundError as error:
         raise HubError(f"{source}: no such local model dir or Hub repo") from error
     except HfHubHTTPError as error:
-        raise HubError(f"{source}: download failed ({_first_line(error)})") from error
+        raise HubError(f"{source}: download failed ({first_line(error)})") from error
     except (OSError, ValueError, SafetensorError) as error:  # SafetensorError: a damaged or foreign weights file
-        raise HubError(f"{source}: could not load the model ({type(error).__name__}: {_first_line(error)})") from error
+        raise HubError(f"{source}: could not load the model ({type(error).__name__}: {first_line(error)})") from error
     model.eval()
     if cache_only:
         logger.info("%s loaded from the local Hugging Face cache (%s)", source, unreachable)
@@ -123,7 +124,7 @@ def load_model(source: str) -> tuple[VAEGAN, LatentMap | None]:
         map_path = Path(source) / MAP_FILENAME if local else Path(hf_hub_download(source, MAP_FILENAME, local_files_only=cache_only))
         latent_map = LatentMap.load(map_path) if map_path.exists() else None
     except Exception as error:  # noqa: BLE001 - a model without a usable map still loads
-        logger.warning("%s: no usable latent map (%s)", source, _first_line(error))
+        logger.warning("%s: no usable latent map (%s)", source, first_line(error))
         latent_map = None
     if latent_map is not None and latent_map.mu.shape[1] != model.config.latent_dim:
         logger.warning("%s: latent map does not match the model's latent_dim; ignoring it", source)
@@ -151,11 +152,6 @@ def bundle_model_dir(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -
             (out_dir / "images").mkdir(exist_ok=True)
             (out_dir / "images" / f"{picture}.png").write_bytes((model_dir / "images" / f"{picture}.png").read_bytes())
     return out_dir
-
-
-def _first_line(error: BaseException) -> str:
-    """An error's first line (load_state_dict's and the Hub's messages run over several), else its type's name."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def main(argv: list[str] | None = None) -> int:

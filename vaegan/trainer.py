@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
-from vaegan import losses
+from vaegan import first_line, losses
 from vaegan.config import ModelConfig, TrainConfig
 from vaegan.data import EyeData, to_float
 from vaegan.metrics import active_units
@@ -222,8 +222,7 @@ class Trainer:
                 raise TrainingError(f"{path} has no discriminator (a plain-VAE run)")
             discriminator.load_state_dict(weights)
         except Exception as error:  # noqa: BLE001 - a damaged or foreign checkpoint
-            first_line = (str(error).strip().splitlines() or [""])[0]  # load_state_dict's message runs over several lines
-            raise TrainingError(f"--init-from {source}: could not load the discriminator from {path} ({type(error).__name__}: {first_line})") from error
+            raise TrainingError(f"--init-from {source}: could not load the discriminator from {path} ({type(error).__name__}: {first_line(error)})") from error
         logger.info("discriminator initialised from %s", path)
 
     # ------------------------------------------------------------------ one step
