@@ -336,6 +336,8 @@ def test_at_420_px_the_interpolate_and_sample_tabs_fit(phone):
     assert caption["width"] > 300  # a line of text, not a word to a line
     open_tab(phone, "Sample")
     phone.click("#sample-button")
+    # the tab opens on seed 0's grid already: wait for the click's result (sample 1 becomes the current eye)
+    wait_until(phone, "() => document.querySelector('#current-caption').innerText.includes('Sample 1 (seed 0)')")
     wait_until(phone, "() => document.querySelectorAll('#samples img').length === 16")
     gallery = phone.locator("#samples").bounding_box()
     thumbnails = phone.evaluate("() => [...document.querySelectorAll('#samples .thumbnail-item')]"
