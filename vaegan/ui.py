@@ -169,11 +169,11 @@ class Explorer:
         self.device = next(model.parameters()).device
         self.latent_map = latent_map
         # folders of our own are removed with the Explorer (or at exit), so page starts and tests leave nothing behind
-        own = dict(ignore_cleanup_errors=True)
-        self._own_dir = None if work_dir else tempfile.TemporaryDirectory(prefix="vaegan-ui-", **own)
+        self._own_dir = None if work_dir else tempfile.TemporaryDirectory(prefix="vaegan-ui-", ignore_cleanup_errors=True)
         self.work_dir = Path(work_dir or self._own_dir.name)
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self._own_pictures = None if picture_parent is None else tempfile.TemporaryDirectory(prefix="vaegan-", dir=picture_parent, **own)
+        self._own_pictures = None if picture_parent is None else tempfile.TemporaryDirectory(
+            prefix="vaegan-", dir=picture_parent, ignore_cleanup_errors=True)
         self.picture_dir = Path(self._own_pictures.name) if self._own_pictures else self.work_dir / "pictures"
         self.picture_dir.mkdir(parents=True, exist_ok=True)
         self.open_direction = None if latent_map is None else latent_map.open_direction.astype(np.float32)
