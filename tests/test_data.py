@@ -221,3 +221,19 @@ def test_kaggle_download_failure_explains_what_to_do(monkeypatch):
     with pytest.raises(DataError, match="--data-dir") as error:
         data.download_kaggle()
     assert "KAGGLE_KEY" in str(error.value) and "ConnectionError" in str(error.value)
+
+
+def test_augment_shifts_whole_pixels_and_changes_lighting_within_bounds():
+    x = torch.full((64, 1, 32, 32), -0.5)
+    x[:, :, 10:22, 16] = 0.5  # one bright vertical line at column 16, rows 10-21
+    y = data.augment(x, generator=torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert -1.0 <= y.min() and y.max() <= 1.0
+    columns = y[:, 0, 16].argmax(dim=1) - 16  # where the line went (row 16 is inside it for any shift of 4)
+    assert columns.abs().max() == 4 and len(columns.unique()) > 5  # shifted, by whole pixels, both ways
+    background = y[:, 0, 0, 0] + 0.5  # the background pixel's lighting change: contrast about the mean, plus brightness
+    assert background.abs().max() < 0.3 and background.std() > 0.02
+    line = y[:, 0, 16].amax(dim=1)
+    assert torch.allclose(line - y[:, 0, 0, 0], (line - y[:, 0, 0, 0]).clamp(0.8, 1.25), atol=1e-5)  # contrast x0.8-1.25
+    again = data.augment(x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(y, again)

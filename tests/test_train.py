@@ -270,6 +270,19 @@ def test_warmup_trains_a_plain_vae_first(eye_folder):
     assert warm.discriminator.blocks[0][0].parametrizations.weight.original.grad is not None  # D itself learns during the warm-up
 
 
+def test_augment_changes_the_training_batches_only_when_asked(eye_folder):
+    plain, _ = _one_step(eye_folder)
+    augmented, _ = _one_step(eye_folder, augment=True)
+    index = torch.arange(8)
+    torch.manual_seed(2)
+    x = plain.batch(index)
+    torch.manual_seed(2)
+    assert torch.equal(plain.batch(index), x)
+    torch.manual_seed(2)
+    y = augmented.batch(index)
+    assert y.shape == x.shape and not torch.allclose(y, x, atol=0.01)
+
+
 def test_ema_weights_trail_the_trained_ones_and_are_what_is_exported(eye_folder, tmp_path):
     torch.manual_seed(0)
     data = load_dataset(eye_folder, image_size=32)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import multiprocessing
 import os
 import re
@@ -174,6 +175,26 @@ def load_image(path: str | os.PathLike, config: ModelConfig) -> torch.Tensor:
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1]."""
     return images.float().div(127.5).sub(1.0)
+
+
+def augment(x: torch.Tensor, max_shift: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image of a float batch (B, C, H, W) in [-1, 1] shifted by up to max_shift whole pixels (edge pixels
+    repeated), its contrast scaled by 0.8-1.25 about its mean and its brightness moved by up to 0.15; clamped to [-1, 1]."""
+    batch, _, height, width = x.shape
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.empty(batch, 1, 1, 1).uniform_(low, high, generator=generator).to(x)
+
+    shifts = torch.randint(-max_shift, max_shift + 1, (batch, 2), generator=generator).to(x)
+    theta = torch.zeros(batch, 2, 3, dtype=x.dtype, device=x.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, 0, 2] = 2 * shifts[:, 0] / width  # normalised coordinates: whole-pixel steps, sampled exactly
+    theta[:, 1, 2] = 2 * shifts[:, 1] / height
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    x = torch.nn.functional.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = uniform(math.log(0.8), math.log(1.25)).exp()
+    return ((x - mean) * contrast + mean + uniform(-0.15, 0.15)).clamp(-1.0, 1.0)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from vaegan import first_line, losses
 from vaegan.config import ModelConfig, TrainConfig
-from vaegan.data import EyeData, to_float
+from vaegan.data import EyeData, augment, to_float
 from vaegan.metrics import active_units
 from vaegan.networks import DISCRIMINATOR_FILE, VAEGAN, Discriminator, toward_other_state
 from vaegan.pictures import preview_inputs, save_reconstructions, save_samples
@@ -327,12 +327,14 @@ class Trainer:
         return self.accelerator.unwrap_model(self.discriminator).state_dict() if self.adversarial else None
 
     def batch(self, index: torch.Tensor) -> torch.Tensor:
-        """Float batch for the given image indices, with random horizontal flips."""
+        """Float batch for the given image indices, with random horizontal flips (and shifts and lighting with --augment)."""
         x = self.images[index.to(self.images.device)].to(self.device, non_blocking=True)
         x = to_float(x).contiguous(memory_format=self.memory_format)  # (B, C, H, W)
         if self.config.hflip:
             flip = torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5
             x = torch.where(flip, x.flip(3), x)
+        if self.config.augment:
+            x = augment(x)
         return x
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
