@@ -37,6 +37,22 @@ def test_discover_finds_labels_and_splits(tmp_path, layout):
         assert split == expected_split
 
 
+def test_linked_folders_are_followed_once(tmp_path):
+    # a dataset assembled from links, as people do to keep big folders on another disk: each linked folder's images
+    # count, a folder linked twice counts once, and a link back up does not loop
+    elsewhere = make_layout(tmp_path / "elsewhere", "cew")
+    root = tmp_path / "data"
+    write_eyes(root / "own" / "closed", is_open=False, count=3)
+    write_eyes(root / "own" / "open", is_open=True, count=3)
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "linked_again").symlink_to(elsewhere, target_is_directory=True)
+    (root / "own" / "open" / "up").symlink_to(root, target_is_directory=True)
+    items = discover(root)
+    assert len(items) == 6 + 40
+    assert sum(path.startswith("linked" + os.sep) for path, _, _ in items) == 40
+    assert not any(path.startswith("linked_again") for path, _, _ in items)
+
+
 def test_seeded_split_is_stratified_and_repeatable(tmp_path):
     root = make_layout(tmp_path, "cew")
     first = load_dataset(root, seed=3, val_fraction=0.2, test_fraction=0.2)
