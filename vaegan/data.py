@@ -1,7 +1,7 @@
 """Eye crops on disk -> a cached uint8 tensor with labels and splits.
 
-A folder is searched recursively, into linked (symlinked) folders too. The class of an image is the nearest folder whose name
-says open or closed (`Open_Eyes`, `closedLeftEyes`, `closed_eye`, `awake`, `sleepy`, ...);
+A folder is searched recursively, linked (symlinked) folders included. The class of an image
+is the nearest folder whose name says open or closed (`Open_Eyes`, `closedLeftEyes`, `closed_eye`, `awake`, `sleepy`, ...);
 its split is a `train` / `val` / `valid` / `test` folder above it when there is one,
 otherwise a seeded, stratified split is drawn. Images are decoded once, in parallel, into
 a safetensors cache keyed by the folder's listing and the image size, so later runs start
@@ -102,10 +102,11 @@ def discover(root: str | os.PathLike) -> list[tuple[str, int, str | None]]:
     unlabelled = 0
     walked: set[str] = set()  # real paths: linked folders are followed, and a folder reached twice (a link back up) is read once
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        if os.path.realpath(dirpath) in walked:
+        real = os.path.realpath(dirpath)
+        if real in walked:
             dirnames.clear()
             continue
-        walked.add(os.path.realpath(dirpath))
+        walked.add(real)
         dirnames.sort()
         relative_dir = os.path.relpath(dirpath, root)
         parts = Path(relative_dir).parts if relative_dir != "." else ()
