@@ -3,9 +3,9 @@
 A folder is searched recursively, linked (symlinked) folders included. The class of an image
 is the nearest folder whose name says open or closed (`Open_Eyes`, `closedLeftEyes`,
 `closed_eye`, `awake`, `sleepy`, ...); its split is a `train` / `val` / `valid` / `test`
-folder above it when there is one, otherwise a seeded, stratified split is drawn. Images are decoded once, in parallel, into
-a safetensors cache keyed by the folder's listing and the image size, so later runs start
-in seconds.
+folder above it when there is one, otherwise a seeded, stratified split is drawn. Images are
+decoded once, in parallel, into a safetensors cache keyed by the folder's listing and the
+image size, so later runs start in seconds.
 """
 
 from __future__ import annotations
