@@ -43,3 +43,16 @@ def test_latent_label_loss_reads_unit_zero_only():
     noise = torch.zeros(4, 3)
     noise[:, 1:] = 100.0  # the other units carry no label
     assert math.isclose(losses.latent_label_loss(noise, labels).item(), math.log(2), rel_tol=1e-6)
+
+
+def test_r1_penalty_is_the_squared_gradient_norm_at_real_images_and_trains_d():
+    weight = torch.tensor([[1.0, -2.0], [0.5, 3.0]], requires_grad=True)  # D(x) = <weight, x> (+ x.x / 2 for the second case)
+    x = torch.randn(5, 1, 2, 2, requires_grad=True)
+    linear = (x[:, 0] * weight).sum(dim=(1, 2))
+    assert math.isclose(losses.r1_penalty(linear, x).item(), weight.pow(2).sum().item(), rel_tol=1e-6)  # the same for every image
+    quadratic = linear + 0.5 * x.pow(2).sum(dim=(1, 2, 3))  # gradient weight + x, so the penalty differs per image
+    expected = (weight + x[:, 0]).pow(2).sum(dim=(1, 2)).mean()
+    penalty = losses.r1_penalty(quadratic, x)
+    assert torch.allclose(penalty, expected)
+    (grad,) = torch.autograd.grad(penalty, weight)  # the graph is kept: the penalty trains D's weights
+    assert torch.allclose(grad, 2 * (weight + x[:, 0]).mean(0))

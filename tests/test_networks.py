@@ -88,3 +88,19 @@ def test_a_pickle_in_place_of_the_weights_is_not_unpickled(tmp_path, monkeypatch
     with pytest.raises(SafetensorError):
         VAEGAN.from_pretrained(tmp_path / "model", strict=True)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_the_group_norm_discriminator_has_free_weights_and_group_norms():
+    config = ModelConfig(image_size=32, **TINY)
+    spectral, group = Discriminator(config), Discriminator(config, norm="group")
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    for discriminator in (spectral, group):
+        logits, states, features = discriminator(x)
+        assert logits.shape == states.shape == (4,) and features.shape[0] == 4
+    assert any("parametrizations" in name for name in spectral.state_dict())  # spectral norm on every weight
+    assert not any("parametrizations" in name for name in group.state_dict())
+    norms = [m for m in group.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == len(group.blocks) - 1  # every block but the first, which sees the image as it is
+    assert set(spectral.state_dict()) != set(group.state_dict())  # a saved D says which kind it is
+    with pytest.raises(ValueError, match="discriminator norm must be one of spectral, group"):
+        Discriminator(config, norm="batch")

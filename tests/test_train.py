@@ -156,6 +156,9 @@ def test_unwritable_out_dir_fails_before_training(eye_folder, tmp_path):
         (["--val-fraction", "0.6", "--test-fraction", "0.4"], "leave a train split"),
         (["--device", "tpu"], "device must be one of auto, cpu, cuda"),
         (["--mixed-precision", "fp16"], "mixed_precision must be one of auto, no, bf16"),
+        (["--discriminator-norm", "batch"], "discriminator_norm must be one of spectral, group"),
+        (["--r1-weight", "-1"], "r1_weight must be a finite number of at least 0"),
+        (["--discriminator-warmup-steps", "-1"], "discriminator_warmup_steps must be at least 0"),
     ],
 )
 def test_impossible_settings_are_refused_before_anything_is_written(eye_folder, tmp_path, caplog, flags, message):
@@ -459,3 +462,44 @@ def test_init_from_a_runs_model_starts_d_from_the_trained_one_without_a_warm_up(
         assert "could not load the discriminator" in caplog.text and not (tmp_path / "bad" / "checkpoint").exists()
     # --resume takes every weight from its checkpoint: the --init-from dir is not read, damaged or not
     assert run(eye_folder, source, "--epochs", "2", "--map-size", "20", "--resume", "--init-from", str(moved)) == 0
+
+
+def test_r1_penalises_d_every_fourth_step_with_the_group_norm_discriminator(eye_folder):
+    """--discriminator-norm group --r1-weight: D's loss gains R1 on steps 0, 4, 8...; with R1 off nothing changes."""
+    trainer, before = _one_step(eye_folder, discriminator_norm="group", r1_weight=10.0)
+    plain, _ = _one_step(eye_folder, discriminator_norm="group")
+    assert "r1" in trainer.step_logs and trainer.step_logs["r1"] > 0 and "r1" not in plain.step_logs
+    assert not any("parametrizations" in name for name in trainer.discriminator.state_dict())
+    # the penalty is part of D's gradient: the same step (same seeds) with and without it, D's gradients differ
+    with_r1, without = _gradients(trainer.discriminator), _gradients(plain.discriminator)
+    assert with_r1.keys() == without.keys() and any(not torch.allclose(with_r1[n], without[n]) for n in with_r1)
+    # ... and the model's do not: R1 trains D only
+    for name, grad in _gradients(plain.model).items():
+        torch.testing.assert_close(_gradients(trainer.model)[name], grad, msg=name)
+    trainer.step_logs = trainer.train_step(trainer.batch(torch.arange(8)))  # step 1: no penalty
+    assert "r1" not in trainer.step_logs
+
+
+def test_init_from_with_another_discriminator_starts_it_afresh_and_lets_it_learn_alone_first(eye_folder, tmp_path, caplog):
+    """A spectral-norm model fine-tuned with --discriminator-norm group: a warning, a fresh D, and D-only steps before the model moves."""
+    source = tmp_path / "source"
+    assert run(eye_folder, source, "--max-steps", "2", "--map-size", "20") == 0
+    data = load_dataset(eye_folder, image_size=32)
+    model_config = ModelConfig(image_size=32, base_channels=8, latent_dim=8)
+    config = TrainConfig(out_dir=str(tmp_path / "ft"), batch_size=8, device="cpu", init_from=str(source / "model"),
+                         discriminator_norm="group", r1_weight=1.0)
+    trainer = Trainer(config, model_config, data)
+    assert "of another kind" in caplog.text and trainer.discriminator_warmup_steps == 200
+    model_before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    d_before = {name: p.detach().clone() for name, p in trainer.discriminator.named_parameters()}
+    for _ in range(2):
+        trainer.train_step(trainer.batch(torch.arange(8)))
+    assert all(torch.equal(p, model_before[name]) for name, p in trainer.model.named_parameters())  # the model waits...
+    assert any(not torch.equal(p, d_before[name]) for name, p in trainer.discriminator.named_parameters())  # ...while D learns
+    # the same kind of D loads as before, with no D-only steps; the count can be set
+    same = Trainer(TrainConfig(out_dir=str(tmp_path / "same"), batch_size=8, device="cpu", init_from=str(source / "model")), model_config, data)
+    assert same.discriminator_warmup_steps == 0
+    config.discriminator_warmup_steps = 0
+    moving = Trainer(config, model_config, data)
+    moving.train_step(moving.batch(torch.arange(8)))
+    assert any(not torch.equal(p, model_before[name]) for name, p in moving.model.named_parameters())

@@ -60,6 +60,15 @@ def latent_label_loss(mu: torch.Tensor, labels: torch.Tensor, scale: float = LAB
     return F.binary_cross_entropy_with_logits(scale * mu[:, 0].float(), labels.float())
 
 
+def r1_penalty(logits_real: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
+    """Mescheder et al. 2018, eq. 9: the squared norm of D's gradient at real images, summed per image, mean over the batch.
+
+    `x_real` must require grad and `logits_real` be computed from it; the graph is kept so the penalty trains D.
+    """
+    (grad,) = torch.autograd.grad(logits_real.sum(), x_real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(dim=1).mean()
+
+
 def generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     """Non-saturating generator loss, -log D(G(z)) (Goodfellow et al. 2014, section 3)."""
     return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))

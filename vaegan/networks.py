@@ -108,26 +108,37 @@ class Decoder(nn.Module):
         return self.body(h)
 
 
+DISCRIMINATOR_NORMS = ("spectral", "group")
+
+
 class Discriminator(nn.Module):
     """x -> (logit (B,), state logit (B,), features (B, F)).
 
     The first logit is real vs generated; the second reads open (1) vs closed (0) from the same
     trunk, as in Odena et al.'s AC-GAN. The features after block `feature_depth` (Larsen et al.:
     the third) are the learned similarity.
+
+    `norm`: "spectral" (Miyato et al. 2018) normalises every weight, which bounds how fast D can tell
+    samples apart; "group" puts a GroupNorm after the second block on (the first sees the image as it
+    is) and leaves the weights free, for training with an R1 penalty (see losses.r1_penalty).
     """
 
-    def __init__(self, config: ModelConfig, feature_depth: int = 3):
+    def __init__(self, config: ModelConfig, feature_depth: int = 3, norm: str = "spectral"):
         super().__init__()
+        if norm not in DISCRIMINATOR_NORMS:
+            raise ValueError(f"discriminator norm must be one of {', '.join(DISCRIMINATOR_NORMS)}, got {norm!r}")
+        weights = spectral_norm if norm == "spectral" else (lambda layer: layer)
         widths = _widths(config)
         blocks = []
         in_channels = config.channels
-        for width in widths:
-            conv = spectral_norm(nn.Conv2d(in_channels, width, 4, 2, 1))
-            blocks.append(nn.Sequential(conv, nn.LeakyReLU(0.2)))
+        for i, width in enumerate(widths):
+            layers = [weights(nn.Conv2d(in_channels, width, 4, 2, 1))]
+            layers += [_norm(width)] if norm == "group" and i > 0 else []
+            blocks.append(nn.Sequential(*layers, nn.LeakyReLU(0.2)))
             in_channels = width
         self.feature_depth = min(feature_depth, len(blocks))
         self.blocks = nn.ModuleList(blocks)
-        self.head = spectral_norm(nn.Linear(widths[-1] * 4 * 4, 2))
+        self.head = weights(nn.Linear(widths[-1] * 4 * 4, 2))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         features = x
