@@ -489,7 +489,7 @@ def test_init_from_with_another_discriminator_starts_it_afresh_and_lets_it_learn
     config = TrainConfig(out_dir=str(tmp_path / "ft"), batch_size=8, device="cpu", init_from=str(source / "model"),
                          discriminator_norm="group", r1_weight=1.0)
     trainer = Trainer(config, model_config, data)
-    assert "of another kind" in caplog.text and trainer.discriminator_warmup_steps == 200
+    assert "of another kind (add --discriminator-norm spectral" in caplog.text and trainer.discriminator_warmup_steps == 200
     model_before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     d_before = {name: p.detach().clone() for name, p in trainer.discriminator.named_parameters()}
     for _ in range(2):

@@ -228,8 +228,9 @@ class Trainer:
             if weights is None:
                 raise TrainingError(f"{path} has no discriminator (a plain-VAE run)")
             if set(weights) != set(discriminator.state_dict()):
-                logger.warning("--init-from %s: its discriminator is of another kind than --discriminator-norm %s builds, so "
-                               "this run's starts afresh", source, self.config.discriminator_norm)
+                kind = "spectral" if any("parametrizations" in name for name in weights) else "group"
+                logger.warning("--init-from %s: its discriminator is of another kind (add --discriminator-norm %s to fine-tune "
+                               "it), so this run's starts afresh", source, kind)
                 return False
             discriminator.load_state_dict(weights)
         except Exception as error:  # noqa: BLE001 - a damaged or foreign checkpoint
