@@ -47,7 +47,7 @@ class TrainConfig:
     state_weight: float = 0.0  # AC-GAN term: D learns open / closed on real eyes; prior samples must show the state unit 0 encodes, and reconstructions moved as the page's slider moves them the other state (0 = off)
     discriminator_norm: str = "spectral"  # "spectral" (every D weight spectral-normalised) or "group" (GroupNorm in D, weights free: use with --r1-weight)
     r1_weight: float = 0.0  # gamma of the R1 penalty on D's gradient at real eyes (Mescheder et al. 2018), applied every 4th step (0 = off)
-    discriminator_warmup_steps: int | None = None  # steps at the start where only D learns (default: 200 when --init-from starts a fresh D, else 0)
+    discriminator_warmup_steps: int = 0  # steps at the start where only D learns (for a fresh D behind an --init-from model)
     feature_depth: int = 3  # discriminator block whose features give the learned similarity (Larsen et al.: 3; lower = finer detail)
     gan_reconstructions: bool = True  # the decoder's GAN term also scores reconstructions (Larsen et al. eq. 10), not only prior samples
     warmup_epochs: float | None = None  # VAE-only epochs before the discriminator's terms switch on (default: 1, or 0 with --init-from: a trained decoder needs none, and a VAE-only epoch undoes its fine detail)

@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint/state.pt"
 R1_EVERY = 4  # steps between R1 penalties, each weighted 4x (lazy regularisation, Karras et al. 2020): the same pull at a quarter of the cost
-FRESH_DISCRIMINATOR_STEPS = 200  # D-only steps when --init-from starts a fresh D (measured: a fresh D behind a trained model squeezed KL 121 -> 33 nats in one VAE-only epoch)
 
 
 class TrainingError(Exception):
@@ -60,9 +59,9 @@ def validate_train_config(config: TrainConfig) -> None:
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}")
-    at_least = {"epochs": 1, "batch_size": 1, "feature_depth": 1, "log_every": 1, "sample_every": 1, "map_size": 10, "num_workers": 0}
+    at_least = {"epochs": 1, "batch_size": 1, "feature_depth": 1, "log_every": 1, "sample_every": 1, "map_size": 10, "num_workers": 0,
+                "discriminator_warmup_steps": 0}
     at_least |= {"max_steps": 1} if config.max_steps is not None else {}
-    at_least |= {"discriminator_warmup_steps": 0} if config.discriminator_warmup_steps is not None else {}
     for name, least in at_least.items():
         if getattr(config, name) < least:
             raise ValueError(f"{name} must be at least {least}, got {getattr(config, name)!r}")
@@ -155,7 +154,8 @@ class Trainer:
         opt_model = torch.optim.Adam(model.parameters(), lr=config.lr, **adam)
         if self.adversarial:
             discriminator = Discriminator(model_config, config.feature_depth, config.discriminator_norm)
-            fresh = not (init_from and self._load_discriminator(discriminator, init_from))
+            if init_from:
+                self._load_discriminator(discriminator, init_from)
             discriminator = discriminator.to(memory_format=self.memory_format)
             opt_disc = torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator, **adam)
             self.model, self.discriminator, self.opt_model, self.opt_disc = self.accelerator.prepare(
@@ -164,10 +164,6 @@ class Trainer:
         else:
             self.model, self.opt_model = self.accelerator.prepare(model, opt_model)
             self.discriminator = self.opt_disc = None
-            fresh = False
-        # a fresh D behind a trained model first learns alone: its features are the model's learned similarity
-        default_d_steps = FRESH_DISCRIMINATOR_STEPS if init_from and fresh else 0
-        self.discriminator_warmup_steps = default_d_steps if config.discriminator_warmup_steps is None else config.discriminator_warmup_steps
         unwrapped = self.accelerator.unwrap_model(self.model)
         self.forward, self.decode, self.discriminate = self.model, unwrapped.decoder, self.discriminator
         if config.compile:
@@ -314,7 +310,7 @@ class Trainer:
             self.opt_disc.zero_grad(set_to_none=True)
             # each backward writes only into its own parameters: D never learns from the VAE loss
             self.accelerator.backward(loss_disc, inputs=list(self.discriminator.parameters()), retain_graph=True)
-        if self.step >= self.discriminator_warmup_steps:  # else only D learns: see discriminator_warmup_steps
+        if self.step >= cfg.discriminator_warmup_steps:  # else only D learns (a fresh D behind a trained model)
             self.accelerator.backward(loss_model, inputs=list(self.model.parameters()))
             self.opt_model.step()
         if self.adversarial:
