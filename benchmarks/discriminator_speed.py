@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import git_commit, machine  # noqa: E402
+from vaegan import losses  # noqa: E402
 from vaegan.data import load_dataset, to_float  # noqa: E402
 from vaegan.hub import load_model  # noqa: E402
 from vaegan.networks import DISCRIMINATOR_NORMS, Discriminator  # noqa: E402
@@ -56,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(1, args.steps + 1):
         real = train[torch.randint(0, len(train), (64,))]
         real = torch.where(torch.rand(64, 1, 1, 1) < 0.5, real, real.flip(3))
-        logit_real, logit_fake = discriminator(real)[0], discriminator(samples(64))[0]
-        loss = F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real)) \
-            + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
+        loss = losses.discriminator_loss(discriminator(real)[0], discriminator(samples(64))[0])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

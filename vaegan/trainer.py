@@ -202,9 +202,9 @@ class Trainer:
         model.load_state_dict(pretrained.state_dict())
         logger.info("encoder / decoder initialised from %s", source)
 
-    def _load_discriminator(self, discriminator: Discriminator, source: str) -> bool:
+    def _load_discriminator(self, discriminator: Discriminator, source: str) -> None:
         """Fine-tuning a model dir: D starts from the one saved with it, else from the checkpoint of the run that made it.
-        Returns False where it starts afresh (none saved, or one of another --discriminator-norm).
+        A saved D of another --discriminator-norm is left out: this run's starts afresh.
 
         A fresh D gives the learned similarity nothing to say for its first hundreds of steps, and
         meanwhile the KL term squeezes the latent (measured: KL 103 -> 40 nats in one epoch).
@@ -215,7 +215,7 @@ class Trainer:
         if not path.exists():
             logger.info("--init-from %s: no %s in it and no training checkpoint beside it, so the discriminator starts afresh",
                         source, DISCRIMINATOR_FILE)
-            return False
+            return
         try:
             if path.suffix == ".safetensors":  # safetensors: no pickle, so a hostile file can't run code
                 weights = load_file(path)  # fp16 in a bundle: load_state_dict copies it into D's fp32 weights
@@ -227,12 +227,11 @@ class Trainer:
                 kind = "spectral" if any("parametrizations" in name for name in weights) else "group"
                 logger.warning("--init-from %s: its discriminator is of another kind (add --discriminator-norm %s to fine-tune "
                                "it), so this run's starts afresh", source, kind)
-                return False
+                return
             discriminator.load_state_dict(weights)
         except Exception as error:  # noqa: BLE001 - a damaged or foreign checkpoint
             raise TrainingError(f"--init-from {source}: could not load the discriminator from {path} ({type(error).__name__}: {first_line(error)})") from error
         logger.info("discriminator initialised from %s", path)
-        return True
 
     # ------------------------------------------------------------------ one step
     def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
