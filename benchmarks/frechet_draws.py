@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.draws < 2:
         parser.error(f"--draws must be at least 2 to give a spread, got {args.draws}")
+    if args.num_samples is not None and args.num_samples < 2:
+        parser.error(f"--num-samples must be at least 2, got {args.num_samples}")
     features = load_feature_network(args.features).eval()
     models = [load_model(name)[0].eval() for name in args.model]
     config = models[0].config

@@ -25,7 +25,9 @@ def test_draw_0_is_the_model_cards_distance_and_the_other_draws_differ(eye_folde
     assert lines[1].endswith("1.000x the first model's mean")  # the same model twice: the same draws
 
 
-def test_one_draw_is_refused(eye_folder, tmp_path):
+@pytest.mark.parametrize(("flag", "value"), [("--draws", "1"), ("--num-samples", "0")])
+def test_too_few_draws_or_samples_are_refused(eye_folder, tmp_path, capsys, flag, value):
     tiny_model().save_pretrained(tmp_path / "model")
     with pytest.raises(SystemExit):
-        main(["--model", str(tmp_path / "model"), "--data-dir", str(eye_folder), "--draws", "1"])
+        main(["--model", str(tmp_path / "model"), "--data-dir", str(eye_folder), flag, value])
+    assert f"{flag} must be at least 2" in capsys.readouterr().err
