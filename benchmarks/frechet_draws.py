@@ -23,22 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import git_commit, machine  # noqa: E402
 from vaegan.data import load_dataset, to_float  # noqa: E402
-from vaegan.evaluate import feature_distances, select_split  # noqa: E402
+from vaegan.evaluate import prior_samples, select_split  # noqa: E402
 from vaegan.eye_features import DEFAULT_FEATURES, load_feature_network  # noqa: E402
 from vaegan.hub import load_model  # noqa: E402
-
-BATCH = 256  # as vaegan.evaluate draws its samples, so that draw 0 is the model card's
+from vaegan.metrics import feature_distances  # noqa: E402
 
 
 @torch.no_grad()
 def sample_distances(model: torch.nn.Module, features: torch.nn.Module, real: torch.Tensor, num_samples: int, draws: int) -> list[float]:
     """The Frechet distance of `num_samples` prior samples to the real eyes' features, for z drawn from seeds 0 .. draws - 1."""
-    distances = []
-    for seed in range(draws):
-        generator = torch.Generator().manual_seed(seed)
-        fake = torch.cat([features(model.sample(len(chunk), generator=generator).float().clamp(-1, 1)) for chunk in torch.arange(num_samples).split(BATCH)])
-        distances.append(feature_distances(real, fake, seed=0)["frechet_distance"])
-    return distances
+    fakes = (torch.cat([features(samples) for samples in prior_samples(model, num_samples, seed)]) for seed in range(draws))
+    return [feature_distances(real, fake, seed=0)["frechet_distance"] for fake in fakes]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_dataset(args.data_dir, image_size=config.image_size, channels=config.channels, cache_dir=args.cache_dir)
     held_out = select_split(data, "val+test")
     with torch.no_grad():
-        real = torch.cat([features(to_float(batch)) for batch in held_out.images.split(BATCH)])
+        real = torch.cat([features(to_float(batch)) for batch in held_out.images.split(256)])
     num_samples = args.num_samples or len(held_out)
     print(f"at {git_commit()} on {machine()}: {args.draws} draws of {num_samples} prior samples against {len(held_out)} held-out eyes")
     means = []

@@ -19,6 +19,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,13 @@ def select_split(data: EyeData, split: str = "held-out") -> EyeData:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
+def prior_samples(model: nn.Module, num_samples: int, seed: int = 0, batch_size: int = 256) -> Iterator[torch.Tensor]:
+    """`num_samples` prior samples in batches, clamped to [-1, 1], z from one generator seeded `seed` (evaluate scores seed 0)."""
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    for chunk in torch.arange(num_samples).split(batch_size):
+        yield model.sample(len(chunk), generator=generator).float().clamp(-1, 1)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -177,10 +185,8 @@ def evaluate(
 
     # 2. prior samples, from an explicit generator so every run draws the same z
     num_samples = num_samples or n
-    generator = torch.Generator(device=device).manual_seed(seed)
     features_fake = []
-    for chunk in torch.arange(num_samples).split(batch_size):
-        samples = model.sample(len(chunk), generator=generator).float().clamp(-1, 1)
+    for samples in prior_samples(model, num_samples, seed, batch_size):
         sums["detail_sample"] += laplacian_variance(samples).sum().item()
         features_fake.append(features(samples))
     features_real = torch.cat(features_real)
