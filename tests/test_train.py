@@ -348,8 +348,11 @@ def test_a_full_disk_is_reported_before_training(eye_folder, tmp_path, monkeypat
 
 
 def test_compile_trains_and_saves_plain_weights(eye_folder, tmp_path):
+    """--compile through the whole adversarial step (no VAE-only warm-up), the GAN term on reconstructions included."""
     out = tmp_path / "run"
-    assert run(eye_folder, out, "--epochs", "1", "--max-steps", "2", "--compile", "--map-size", "20") == 0
+    assert run(eye_folder, out, "--epochs", "1", "--max-steps", "2", "--compile", "--warmup-epochs", "0", "--map-size", "20") == 0
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"gan", "gan_rec", "feature", "disc"} <= record.keys() and all(math.isfinite(v) for v in record.values() if isinstance(v, float))
     state = torch.load(out / CHECKPOINT_FILE, weights_only=True)
     assert state["step"] == 2 and not any("_orig_mod" in name for name in state["model"])
     VAEGAN.from_pretrained(out / "model", strict=True)
