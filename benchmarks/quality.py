@@ -221,7 +221,8 @@ def section(args, results, extra_split, seconds, features: EyeFeatureNet, grid: 
         f"- data: `{Path(args.data_dir).name}` ({args.data_dir}); both models: {args.epochs} epochs"
         + (f", at most {args.max_steps} steps" if args.max_steps else "")
         + (f"; training took {seconds['vae'] / 60:.1f} min (VAE) and {seconds['vaegan'] / 60:.1f} min (VAE-GAN)"
-           + (", as recorded when they were trained, not timed by this run." if args.skip_training else ".")),
+           + (", as recorded when they were trained, not timed by this run." if args.skip_training else ".")
+           if None not in (seconds["vae"], seconds["vaegan"]) else "; their training time was not recorded."),
         f"- extra flags: VAE `{args.vae_args or '-'}`, VAE-GAN `{args.vaegan_args or '-'}` (else train.py defaults)"
         + ("; the models of an earlier run of this command, re-evaluated (`--skip-training`)." if args.skip_training else "."),
         f"- scored on val + test ({both_n} images never trained on, both sources in the folder: on `../shared/data` the test split "
@@ -262,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             seconds[model_type] = train_model(model_type, args)
         elif previous.exists():
             seconds[model_type] = json.loads(previous.read_text())["train_seconds"]
-        else:
-            seconds[model_type] = float("nan")
+        else:  # runs made by train.py itself, not by this script: their time was not taken
+            seconds[model_type] = None
     model_dirs = {name: Path(args.out_dir) / name / "model" for name in MODELS} | ({"bundled": Path(args.bundled)} if args.bundled else {})
     models = {name: VAEGAN.from_pretrained(directory, strict=True) for name, directory in model_dirs.items()}
     maps = {name: LatentMap.load(directory) for name, directory in model_dirs.items()}
