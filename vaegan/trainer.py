@@ -175,7 +175,10 @@ class Trainer:
             torch._functorch.config.donated_buffer = False
             # each network is compiled in place (weights keep their names), the encoder and decoder apart: the z
             # between them stays an eager tensor, which the GAN term on reconstructions differentiates against
-            for network in (unwrapped.encoder, unwrapped.decoder) + ((self.accelerator.unwrap_model(self.discriminator),) if self.adversarial else ()):
+            networks = [unwrapped.encoder, unwrapped.decoder]
+            if self.adversarial:
+                networks.append(self.accelerator.unwrap_model(self.discriminator))
+            for network in networks:
                 network.compile()
         images = self.train_data.images  # uint8: the 140k Kaggle crops at 64x64 are 0.6 GB
         fits = not on_gpu or images.nbytes < 0.25 * torch.cuda.mem_get_info(self.device)[0]
