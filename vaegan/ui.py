@@ -566,7 +566,7 @@ def build_demo(model: VAEGAN, latent_map: LatentMap | None) -> gr.Blocks:
                 gif = gr.File(label="Animated GIF", elem_id="gif")
             with gr.Tab("Sample", id="sample"):
                 has_mixture = explorer.default_source == "mixture"
-                why_mixture = ("From the prior N(0, I), many land where no training eye's latent lies and decode to mottled "
+                why_mixture = ("From the prior N(0, I), some land where no training eye's latent lies and decode to mottled "
                                "non-eyes; the latent mixture (10 Gaussians fitted to the training eyes' latents, Ghosh et al. "
                                "2020) draws where eyes are. ") if has_mixture else ""
                 gr.Markdown("Decode new latents. " + why_mixture
