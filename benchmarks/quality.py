@@ -210,6 +210,11 @@ def section(args, results, extra_split, seconds, features: EyeFeatureNet, grid: 
     """The body of the "## Quality" section of BENCHMARKS.md."""
     both_n = int(results["val+test"]["vae"]["eval_images"])
     feature_info = feature_file_info(args.features)
+    if None in (seconds["vae"], seconds["vaegan"]):
+        training_time = "; their training time was not recorded."
+    else:
+        training_time = (f"; training took {seconds['vae'] / 60:.1f} min (VAE) and {seconds['vaegan'] / 60:.1f} min (VAE-GAN)"
+                         + (", as recorded when they were trained, not timed by this run." if args.skip_training else "."))
     lines = [
         f"Plain VAE vs VAE-GAN at equal budget, measured {time.strftime('%Y-%m-%d')} at commit {git_commit()} on {machine()} "
         "(other jobs were sharing the CPU, so times are indicative).",
@@ -220,9 +225,7 @@ def section(args, results, extra_split, seconds, features: EyeFeatureNet, grid: 
         "",
         f"- data: `{Path(args.data_dir).name}` ({args.data_dir}); both models: {args.epochs} epochs"
         + (f", at most {args.max_steps} steps" if args.max_steps else "")
-        + (f"; training took {seconds['vae'] / 60:.1f} min (VAE) and {seconds['vaegan'] / 60:.1f} min (VAE-GAN)"
-           + (", as recorded when they were trained, not timed by this run." if args.skip_training else ".")
-           if None not in (seconds["vae"], seconds["vaegan"]) else "; their training time was not recorded."),
+        + training_time,
         f"- extra flags: VAE `{args.vae_args or '-'}`, VAE-GAN `{args.vaegan_args or '-'}` (else train.py defaults)"
         + ("; the models of an earlier run of this command, re-evaluated (`--skip-training`)." if args.skip_training else "."),
         f"- scored on val + test ({both_n} images never trained on, both sources in the folder: on `../shared/data` the test split "
