@@ -34,17 +34,18 @@ from benchmarks.common import git_commit, machine  # noqa: E402
 from benchmarks.frechet_draws import sample_distances  # noqa: E402
 from vaegan.data import EyeData, load_dataset, to_float  # noqa: E402
 from vaegan.evaluate import select_split  # noqa: E402
-from vaegan.eye_features import DEFAULT_FEATURES, EyeFeatureNet, FeatureConfig, fit_feature_network, load_feature_network  # noqa: E402
+from vaegan.eye_features import DEFAULT_FEATURES, EyeFeatureNet, FeatureConfig, feature_accuracy, fit_feature_network, load_feature_network  # noqa: E402
 from vaegan.hub import load_model  # noqa: E402
 from vaegan.metrics import feature_distances  # noqa: E402
 
 
-def upright_task(data: EyeData) -> EyeData:
-    """The train split twice, upright (label 1) and turned 180 degrees (label 0): orientation, not eye state, to learn."""
-    train = data.subset("train")
-    images = torch.cat([train.images, train.images.flip(2, 3)])
-    labels = torch.cat([torch.ones(len(train), dtype=torch.long), torch.zeros(len(train), dtype=torch.long)])
-    return EyeData(images, labels, torch.zeros(len(images), dtype=train.splits.dtype), train.paths * 2)
+def upright_task(data: EyeData, *splits: str) -> EyeData:
+    """The eyes of `splits` (default: train) twice, upright (label 1) and turned 180 degrees (label 0), all as a train split:
+    orientation, not eye state, to learn."""
+    eyes = data.subset(*(splits or ("train",)))
+    images = torch.cat([eyes.images, eyes.images.flip(2, 3)])
+    labels = torch.cat([torch.ones(len(eyes), dtype=torch.long), torch.zeros(len(eyes), dtype=torch.long)])
+    return EyeData(images, labels, torch.zeros(len(images), dtype=eyes.splits.dtype), eyes.paths * 2)
 
 
 JUDGES = ("state", "state-1", "upright", "random")
@@ -110,19 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     nets = judges(data, args.features, args.epochs, names, args.seed)
     print(f"at {git_commit()} on {machine()}: {len(held_out)} held-out eyes, {args.draws} draws of prior samples; "
           f"judges trained in {time.perf_counter() - started:.0f} s")
-    for name, net in nets.items():
-        if name == "upright":  # how well it learned its own task, on the held-out eyes
-            task = upright_task(EyeData(held_out.images, held_out.labels, torch.zeros_like(held_out.splits), held_out.paths))
-            accuracy = (torch.cat([net.logits(to_float(c)).argmax(1) for c in task.images.split(256)]) == task.labels).float().mean()
-            print(f"judge upright: held-out accuracy on its own task {accuracy:.3f}")
+    for name, net in nets.items():  # how well each trained judge learned its own task, on the held-out eyes
+        if name == "upright":
+            print(f"judge upright: held-out accuracy on its own task {feature_accuracy(net, upright_task(data, 'val', 'test')):.3f}")
         elif name != "random":
-            accuracy = (torch.cat([net.logits(to_float(c)).argmax(1) for c in held_out.images.split(256)]) == held_out.labels).float().mean()
-            print(f"judge {name}: held-out open / closed accuracy {accuracy:.3f}")
+            print(f"judge {name}: held-out open / closed accuracy {feature_accuracy(net, held_out):.3f}")
     outputs = [model_images(model, latent_map, real, len(held_out)) for model, latent_map in loaded]
     print("| judge | model | prior samples (mean of draws) | x first | reconstructions | x first | mixture samples | x first |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for judge, net in nets.items():
-        net.eval()
         reference = features_of(net, real)
         first = {}
         for name, (model, _), images in zip(args.model, loaded, outputs):
