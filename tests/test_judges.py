@@ -20,13 +20,13 @@ def test_the_upright_task_is_each_training_eye_upright_and_upside_down(eye_folde
     assert task.labels.tolist() == [1] * len(train) + [0] * len(train)  # the eye state is not what it learns
 
 
-
 def test_the_upright_task_of_the_held_out_eyes_is_made_from_those_eyes_only(eye_folder):
     data = load_dataset(eye_folder, image_size=64, channels=1)
     held_out = data.subset("val", "test")
     task = upright_task(data, "val", "test")
     assert len(task) == 2 * len(held_out) and len(task.subset("train")) == len(task)
     assert torch.equal(task.images[len(held_out):], torch.rot90(held_out.images, 2, (2, 3)))
+
 
 def test_every_judge_scores_every_model_against_the_first(eye_folder, tmp_path, capsys):
     first, second = tmp_path / "a", tmp_path / "b"
