@@ -507,3 +507,31 @@ def test_init_from_with_another_discriminator_starts_it_afresh_and_lets_it_learn
     moving = Trainer(config, model_config, data)
     moving.train_step(moving.batch(torch.arange(8)))
     assert any(not torch.equal(p, model_before[name]) for name, p in moving.model.named_parameters())
+
+
+def test_encoder_only_refits_the_encoder_and_keeps_the_decoder_d_and_prior_samples(eye_folder, tmp_path, caplog):
+    """--encoder-only: the encoder learns; the decoder and D keep the --init-from model's weights bit for bit, so prior samples are unchanged."""
+    source = tmp_path / "source"
+    assert run(eye_folder, source, "--max-steps", "2", "--map-size", "20") == 0
+    refit = tmp_path / "refit"
+    assert run(eye_folder, refit, "--epochs", "2", "--map-size", "20", "--init-from", str(source / "model"), "--encoder-only",
+               "--label-weight", "30") == 0
+    before, after = VAEGAN.from_pretrained(source / "model"), VAEGAN.from_pretrained(refit / "model")
+    for name, value in before.decoder.state_dict().items():
+        assert torch.equal(after.decoder.state_dict()[name], value), name
+    assert any(not torch.equal(after.encoder.state_dict()[name], value) for name, value in before.encoder.state_dict().items())
+    d_before, d_after = load_file(source / "model" / DISCRIMINATOR_FILE), load_file(refit / "model" / DISCRIMINATOR_FILE)
+    assert d_after.keys() == d_before.keys() and all(torch.equal(d_after[name], value) for name, value in d_before.items())
+    z = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(after.decode(z), before.decode(z), rtol=0, atol=0)
+    # an interrupted refit resumes only as a refit: the checkpoint records the flag
+    caplog.clear()
+    assert run(eye_folder, refit, "--epochs", "3", "--map-size", "20", "--resume") == 1
+    assert "encoder_only=True, this run has False" in caplog.text
+    assert run(eye_folder, refit, "--epochs", "3", "--map-size", "20", "--resume", "--encoder-only") == 0
+
+
+def test_encoder_only_without_a_model_to_refit_is_refused(eye_folder, tmp_path, caplog):
+    assert run(eye_folder, tmp_path / "run", "--encoder-only") == 1
+    assert "give the model dir to refit with --init-from" in caplog.text and not (tmp_path / "run").exists()

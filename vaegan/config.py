@@ -49,6 +49,7 @@ class TrainConfig:
     r1_weight: float = 0.0  # gamma of the R1 penalty on D's gradient at real eyes (Mescheder et al. 2018), applied every 4th step (0 = off)
     discriminator_warmup_steps: int = 0  # steps at the start where only D learns (for a fresh D behind an --init-from model)
     feature_depth: int = 3  # discriminator block whose features give the learned similarity (Larsen et al.: 3; lower = finer detail)
+    encoder_only: bool = False  # train the encoder alone: the decoder and discriminator keep the --init-from model's weights, so its prior samples stay as they are (a last stage that refits the encoder to a finished decoder)
     gan_reconstructions: bool = True  # the decoder's GAN term also scores reconstructions (Larsen et al. eq. 10), not only prior samples
     warmup_epochs: float | None = None  # VAE-only epochs before the discriminator's terms switch on (default: 1, or 0 with --init-from: a trained decoder needs none, and a VAE-only epoch undoes its fine detail)
     ema_decay: float = 0.999  # exponential moving average of the encoder / decoder weights, exported and sampled (0 = off)

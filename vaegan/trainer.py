@@ -72,6 +72,8 @@ def validate_train_config(config: TrainConfig) -> None:
     for name in ("beta1", "beta2", "ema_decay"):
         if not 0 <= getattr(config, name) < 1:
             raise ValueError(f"{name} must be in [0, 1), got {getattr(config, name)!r}")
+    if config.encoder_only and not (config.init_from or config.resume):
+        raise ValueError("encoder_only trains the encoder against a finished decoder: give the model dir to refit with --init-from")
     if not (0 <= config.val_fraction < 1 and 0 <= config.test_fraction < 1 and config.val_fraction + config.test_fraction < 1):
         raise ValueError(f"val_fraction and test_fraction must be in [0, 1) and leave a train split, got {config.val_fraction!r} and {config.test_fraction!r}")
 
@@ -150,12 +152,17 @@ class Trainer:
         if init_from:
             self._load_weights(model, init_from)
         model = model.to(memory_format=self.memory_format)
+        if config.encoder_only:  # the decoder's weights take no gradient (the encoder's still flows through it)
+            model.decoder.requires_grad_(False)
+        self.trained = [p for p in model.parameters() if p.requires_grad]  # what the VAE loss's backward writes into
         adam = dict(betas=(config.beta1, config.beta2), fused=on_gpu or None)
-        opt_model = torch.optim.Adam(model.parameters(), lr=config.lr, **adam)
+        opt_model = torch.optim.Adam(self.trained, lr=config.lr, **adam)
         if self.adversarial:
             discriminator = Discriminator(model_config, config.feature_depth, config.discriminator_norm)
             if init_from:
                 self._load_discriminator(discriminator, init_from)
+            if config.encoder_only:  # D frozen too, in eval mode: no spectral-norm power iterations either
+                discriminator.requires_grad_(False).eval()
             discriminator = discriminator.to(memory_format=self.memory_format)
             opt_disc = torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator, **adam)
             self.model, self.discriminator, self.opt_model, self.opt_disc = self.accelerator.prepare(
@@ -310,14 +317,15 @@ class Trainer:
                     loss_model = loss_model + cfg.gan_weight * gan_rec
                     logs["gan_rec"] = gan_rec
         self.opt_model.zero_grad(set_to_none=True)
-        if self.adversarial:
+        learns_d = self.adversarial and not cfg.encoder_only
+        if learns_d:
             self.opt_disc.zero_grad(set_to_none=True)
             # each backward writes only into its own parameters: D never learns from the VAE loss
             self.accelerator.backward(loss_disc, inputs=list(self.discriminator.parameters()), retain_graph=True)
         if self.step >= cfg.discriminator_warmup_steps:  # else only D learns (a fresh D behind a trained model)
-            self.accelerator.backward(loss_model, inputs=list(self.model.parameters()))
+            self.accelerator.backward(loss_model, inputs=self.trained)
             self.opt_model.step()
-        if self.adversarial:
+        if learns_d:
             self.opt_disc.step()
         self.step += 1
         self.update_ema()
@@ -459,6 +467,7 @@ class Trainer:
             "batch_size": self.batch_size,
             "processes": self.processes,
             "train_images": len(self.train_data),
+            "encoder_only": self.config.encoder_only,
             "model": self.accelerator.unwrap_model(self.model).state_dict(),
             "opt_model": self.opt_model.state_dict(),
             "rng_cpu": torch.get_rng_state(),
@@ -496,9 +505,10 @@ class Trainer:
             "batch_size": self.batch_size,
             "processes": self.processes,
             "train_images": len(self.train_data),
+            "encoder_only": self.config.encoder_only,
         }
         for key, value in expected.items():
-            if state.get(key) != value:
+            if state.get(key, False if key == "encoder_only" else None) != value:  # older checkpoints: no encoder_only
                 raise TrainingError(
                     f"--resume: the checkpoint was made with {key}={state.get(key)!r}, this run has {value!r}; "
                     "resume with the original settings or use a new --out-dir"
