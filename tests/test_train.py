@@ -532,6 +532,14 @@ def test_encoder_only_refits_the_encoder_and_keeps_the_decoder_d_and_prior_sampl
     assert run(eye_folder, refit, "--epochs", "3", "--map-size", "20", "--resume", "--encoder-only") == 0
 
 
-def test_encoder_only_without_a_model_to_refit_is_refused(eye_folder, tmp_path, caplog):
+def test_encoder_only_without_a_model_to_refit_or_its_discriminator_is_refused(eye_folder, tmp_path, caplog):
     assert run(eye_folder, tmp_path / "run", "--encoder-only") == 1
     assert "give the model dir to refit with --init-from" in caplog.text and not (tmp_path / "run").exists()
+    # a model dir with no discriminator in it and no checkpoint beside it: a frozen fresh D would judge nothing
+    source = tmp_path / "source"
+    assert run(eye_folder, source, "--max-steps", "2", "--map-size", "20") == 0
+    bare = shutil.copytree(source / "model", tmp_path / "bare" / "model", ignore=shutil.ignore_patterns(DISCRIMINATOR_FILE))
+    caplog.clear()
+    assert run(eye_folder, tmp_path / "refit", "--init-from", str(bare), "--encoder-only") == 1
+    assert "refits the encoder against that model's trained discriminator, and none could be loaded" in caplog.text
+    assert not (tmp_path / "refit").exists()

@@ -159,8 +159,9 @@ class Trainer:
         opt_model = torch.optim.Adam(self.trained, lr=config.lr, **adam)
         if self.adversarial:
             discriminator = Discriminator(model_config, config.feature_depth, config.discriminator_norm)
-            if init_from:
-                self._load_discriminator(discriminator, init_from)
+            if init_from and not self._load_discriminator(discriminator, init_from) and config.encoder_only:
+                raise TrainingError(f"--init-from {init_from}: --encoder-only refits the encoder against that model's trained "
+                                    "discriminator, and none could be loaded (see above)")
             if config.encoder_only:  # D frozen too, in eval mode: no spectral-norm power iterations either
                 discriminator.requires_grad_(False).eval()
             discriminator = discriminator.to(memory_format=self.memory_format)
@@ -214,9 +215,9 @@ class Trainer:
         model.load_state_dict(pretrained.state_dict())
         logger.info("encoder / decoder initialised from %s", source)
 
-    def _load_discriminator(self, discriminator: Discriminator, source: str) -> None:
+    def _load_discriminator(self, discriminator: Discriminator, source: str) -> bool:
         """Fine-tuning a model dir: D starts from the one saved with it, else from the checkpoint of the run that made it.
-        A saved D of another --discriminator-norm is left out: this run's starts afresh.
+        A saved D of another --discriminator-norm is left out: this run's starts afresh. Returns whether D was loaded.
 
         A fresh D gives the learned similarity nothing to say for its first hundreds of steps, and
         meanwhile the KL term squeezes the latent (measured: KL 103 -> 40 nats in one epoch).
@@ -227,7 +228,7 @@ class Trainer:
         if not path.exists():
             logger.info("--init-from %s: no %s in it and no training checkpoint beside it, so the discriminator starts afresh",
                         source, DISCRIMINATOR_FILE)
-            return
+            return False
         try:
             if path.suffix == ".safetensors":  # safetensors: no pickle, so a hostile file can't run code
                 weights = load_file(path)  # fp16 in a bundle: load_state_dict copies it into D's fp32 weights
@@ -239,11 +240,12 @@ class Trainer:
                 kind = "spectral" if any("parametrizations" in name for name in weights) else "group"
                 logger.warning("--init-from %s: its discriminator is of another kind (add --discriminator-norm %s to fine-tune "
                                "it), so this run's starts afresh", source, kind)
-                return
+                return False
             discriminator.load_state_dict(weights)
         except Exception as error:  # noqa: BLE001 - a damaged or foreign checkpoint
             raise TrainingError(f"--init-from {source}: could not load the discriminator from {path} ({type(error).__name__}: {first_line(error)})") from error
         logger.info("discriminator initialised from %s", path)
+        return True
 
     # ------------------------------------------------------------------ one step
     def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
