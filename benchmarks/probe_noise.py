@@ -3,7 +3,7 @@
     python benchmarks/probe_noise.py --data-dir ../shared/data --model VAE_DIR --model VAEGAN_DIR ... [--cache-dir DIR]
 
 For each model, on the held-out eyes (val + test):
-- `card probe`: the model card's probe (`metrics.probe_scores`: standardised logistic regression fitted on the train
+- `card probe`: the model card's probe (`metrics.make_probe`: standardised logistic regression fitted on the train
   split's mu), as errors;
 - `train fit`: the same probe's errors on the train eyes it was fitted on;
 - `unit 0`: the sign of latent unit 0 alone, the reading the label term trains (on the train and held-out eyes);
@@ -28,15 +28,7 @@ from benchmarks.common import git_commit, machine  # noqa: E402
 from vaegan.data import load_dataset  # noqa: E402
 from vaegan.evaluate import encode_images, select_split  # noqa: E402
 from vaegan.hub import load_model  # noqa: E402
-
-
-def make_probe():
-    """The card's probe (as `metrics.probe_scores`)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+from vaegan.metrics import make_probe  # noqa: E402
 
 
 def mcnemar_p(wrong_a: np.ndarray, wrong_b: np.ndarray) -> tuple[int, int, float]:

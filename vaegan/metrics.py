@@ -51,16 +51,22 @@ def active_units(mu: np.ndarray | torch.Tensor, threshold: float = ACTIVE_THRESH
     return int((mu.var(dim=0) > threshold).sum().item()) if len(mu) > 1 else 0
 
 
-def probe_scores(mu_train: np.ndarray, y_train: np.ndarray, mu_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float]:
-    """Accuracy and balanced accuracy of a logistic-regression probe fitted on the train latents."""
+def make_probe():
+    """The model card's linear probe (unfitted): standardised latents, then logistic regression."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+
+
+def probe_scores(mu_train: np.ndarray, y_train: np.ndarray, mu_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float]:
+    """Accuracy and balanced accuracy of the card's probe (`make_probe`) fitted on the train latents."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
     if len(np.unique(y_train)) < 2 or len(y_test) == 0:
         return math.nan, math.nan
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)).fit(mu_train, y_train)
+    probe = make_probe().fit(mu_train, y_train)
     predicted = probe.predict(mu_test)
     return float(accuracy_score(y_test, predicted)), float(balanced_accuracy_score(y_test, predicted))
 

@@ -510,9 +510,10 @@ class Trainer:
             "encoder_only": self.config.encoder_only,
         }
         for key, value in expected.items():
-            if state.get(key, False if key == "encoder_only" else None) != value:  # older checkpoints: no encoder_only
+            saved = state.get(key, False if key == "encoder_only" else None)  # older checkpoints: no encoder_only
+            if saved != value:
                 raise TrainingError(
-                    f"--resume: the checkpoint was made with {key}={state.get(key)!r}, this run has {value!r}; "
+                    f"--resume: the checkpoint was made with {key}={saved!r}, this run has {value!r}; "
                     "resume with the original settings or use a new --out-dir"
                 )
         self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
