@@ -532,6 +532,29 @@ def test_encoder_only_refits_the_encoder_and_keeps_the_decoder_d_and_prior_sampl
     assert run(eye_folder, refit, "--epochs", "3", "--map-size", "20", "--resume", "--encoder-only") == 0
 
 
+def test_encoder_only_steps_make_no_generated_images(eye_folder, tmp_path):
+    """Under --encoder-only nothing generated can teach the encoder: the decoder draws only the reconstructions, D sees only
+    real eyes and reconstructions, and only the terms that reach the encoder are computed; a full step draws all three."""
+    source = tmp_path / "source"
+    assert run(eye_folder, source, "--max-steps", "2", "--map-size", "20") == 0
+    data = load_dataset(eye_folder, image_size=32)
+    model_config = ModelConfig(image_size=32, base_channels=8, latent_dim=8)
+    rows = {}
+    for encoder_only in (True, False):
+        config = TrainConfig(out_dir=str(tmp_path / f"t{encoder_only}"), batch_size=8, device="cpu", init_from=str(source / "model"),
+                             encoder_only=encoder_only, state_weight=10, label_weight=2)
+        trainer = Trainer(config, model_config, data)
+        seen = rows[encoder_only] = {"decoder": 0, "discriminator": 0}
+        for name, module in (("decoder", trainer.accelerator.unwrap_model(trainer.model).decoder),
+                             ("discriminator", trainer.accelerator.unwrap_model(trainer.discriminator))):
+            module.register_forward_hook(lambda _m, inputs, _o, name=name: seen.__setitem__(name, seen[name] + len(inputs[0])))
+        logs = trainer.train_step(trainer.batch(torch.arange(8)), torch.tensor([0, 1] * 4))
+        if encoder_only:
+            assert logs.keys() == {"pixel", "kl", "label", "d_real", "d_rec", "feature"}
+    assert rows[True] == {"decoder": 8, "discriminator": 16}  # reconstructions; real eyes + reconstructions
+    assert rows[False] == {"decoder": 8 + 16, "discriminator": 16 + 16}  # + prior samples and slider-moved reconstructions
+
+
 def test_encoder_only_without_a_model_to_refit_or_its_discriminator_is_refused(eye_folder, tmp_path, caplog):
     assert run(eye_folder, tmp_path / "run", "--encoder-only") == 1
     assert "give the model dir to refit with --init-from" in caplog.text and not (tmp_path / "run").exists()

@@ -252,14 +252,17 @@ class Trainer:
         """One optimisation step on a float batch in [-1, 1] (and its open / closed labels); returns detached loss tensors (no host sync)."""
         cfg = self.config
         adversarial = self.adversarial and self.step >= self.warmup_steps  # D's terms are off during the warm-up
-        z_prior = torch.randn(len(x), self.model_config.latent_dim, device=x.device) if self.adversarial else None
-        state = self.adversarial and cfg.state_weight > 0 and labels is not None
+        # generated images teach only the decoder and D: under --encoder-only neither learns, so none are made, and
+        # D sees only real eyes and reconstructions (for the learned similarity, which does reach the encoder)
+        generates = self.adversarial and not cfg.encoder_only
+        z_prior = torch.randn(len(x), self.model_config.latent_dim, device=x.device) if generates else None
+        state = generates and cfg.state_weight > 0 and labels is not None
         with self.accelerator.autocast():
             # the generated images are decoded and discriminated apart from the reconstructions: the extra backward
             # passes that route the GAN term on reconstructions (3. below) then cover only the reconstructions' rows
             x_rec, mu, logvar, z = self.forward(x)
             x_gen = None
-            if self.adversarial:  # prior samples, and with the state term the reconstructions moved to the other eye state
+            if generates:  # prior samples, and with the state term the reconstructions moved to the other eye state
                 z_gen = torch.cat([z_prior, self.slider_edit(mu, z, labels)]) if state else z_prior
                 x_gen = self.decode(z_gen)
             kl = losses.kl_divergence(mu.float(), logvar.float())
@@ -276,19 +279,17 @@ class Trainer:
                 with parametrize.cached():
                     logit_real, state_real, features_real = (t.float() for t in self.discriminate(x))
                     logit_rec, _, features_rec = (t.float() for t in self.discriminate(x_rec))
-                    logit_gen, state_gen_logit, _ = (t.float() for t in self.discriminate(x_gen))
+                    if generates:
+                        logit_gen, state_gen_logit, _ = (t.float() for t in self.discriminate(x_gen))
+                logs |= {"d_real": torch.sigmoid(logit_real).mean(), "d_rec": torch.sigmoid(logit_rec).mean()}
+            if generates:
                 loss_disc = losses.discriminator_loss(logit_real, torch.cat([logit_rec, logit_gen]))
                 if cfg.r1_weight > 0 and self.step % R1_EVERY == 0:
                     x_r1 = x.detach().requires_grad_(True)
                     r1 = losses.r1_penalty(self.discriminate(x_r1)[0].float(), x_r1)
                     loss_disc = loss_disc + 0.5 * cfg.r1_weight * R1_EVERY * r1
                     logs["r1"] = r1
-                logs |= {
-                    "disc": loss_disc,
-                    "d_real": torch.sigmoid(logit_real).mean(),
-                    "d_rec": torch.sigmoid(logit_rec).mean(),
-                    "d_fake": torch.sigmoid(logit_gen[: len(x)]).mean(),
-                }
+                logs |= {"disc": loss_disc, "d_fake": torch.sigmoid(logit_gen[: len(x)]).mean()}
                 if state:
                     state_disc = losses.state_loss(state_real, labels.float())
                     loss_disc = loss_disc + cfg.state_weight * state_disc
@@ -296,9 +297,12 @@ class Trainer:
             if adversarial:
                 # 2. encoder + decoder: learned similarity in D's features, GAN term on generated images
                 feature = losses.feature_reconstruction(features_rec, features_real) * x[0].numel()
+                loss_model = loss_model + cfg.feature_weight * feature
+                logs["feature"] = feature
+            if adversarial and generates:
                 gan = losses.generator_loss(logit_gen)
-                loss_model = loss_model + cfg.feature_weight * feature + cfg.gan_weight * gan
-                logs |= {"feature": feature, "gan": gan}
+                loss_model = loss_model + cfg.gan_weight * gan
+                logs["gan"] = gan
                 if state:
                     # 4. generated eyes must show their state: prior samples the one latent unit 0 encodes, and
                     # reconstructions moved one class-mean difference along the slider's direction the other
@@ -319,15 +323,14 @@ class Trainer:
                     loss_model = loss_model + cfg.gan_weight * gan_rec
                     logs["gan_rec"] = gan_rec
         self.opt_model.zero_grad(set_to_none=True)
-        learns_d = self.adversarial and not cfg.encoder_only
-        if learns_d:
+        if generates:  # D learns
             self.opt_disc.zero_grad(set_to_none=True)
             # each backward writes only into its own parameters: D never learns from the VAE loss
             self.accelerator.backward(loss_disc, inputs=list(self.discriminator.parameters()), retain_graph=True)
         if self.step >= cfg.discriminator_warmup_steps:  # else only D learns (a fresh D behind a trained model)
             self.accelerator.backward(loss_model, inputs=self.trained)
             self.opt_model.step()
-        if learns_d:
+        if generates:
             self.opt_disc.step()
         self.step += 1
         self.update_ema()
