@@ -161,7 +161,7 @@ def test_clicking_empty_space_decodes_a_blend(page):
     click_mouse(page, px, py)
     wait_for_new_image(page, old)
     caption = page.inner_text("#current-caption")
-    assert "Blend of the 8 eyes nearest to" in caption
+    assert "Blend of the 3 eyes nearest to" in caption
     shown = caption.split("nearest to (")[1].split(")")[0]
     assert [float(v) for v in shown.split(",")] == pytest.approx([x, y], abs=0.02)
 

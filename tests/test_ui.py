@@ -147,14 +147,14 @@ def test_decode_point_api_returns_the_eye_and_its_facts(explorer, model, latent_
 def test_empty_space_click_blends_the_nearest_points(explorer, model, latent_map):
     x, y = 0.3, -1.2
     distances = np.hypot(latent_map.xy[:, 0] - x, latent_map.xy[:, 1] - y)
-    nearest = np.argsort(distances)[:8]
-    weights = 1 / (distances[nearest] + 1e-6)
+    nearest = np.argsort(distances)[:3]
+    weights = 1 / (distances[nearest] + 1e-6) ** 2
     expected = (latent_map.mu[nearest] * weights[:, None]).sum(0) / weights.sum()
     result = explorer.on_map_click(None, event(x=x, y=y))
     state, picture, caption = result.state, result.picture, result.caption
     np.testing.assert_allclose(state["eyes"][-1]["z"], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(pixels(picture), pixels(to_picture(decode(model, expected)[0])))
-    assert "8 eyes nearest" in caption
+    assert "3 eyes nearest" in caption
     assert state["eyes"][-1]["where"] == [pytest.approx(x), pytest.approx(y)]
 
 

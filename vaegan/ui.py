@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 DISPLAY_SIZE = 256  # pixels of the shown eyes: the model's crop upscaled
 THUMB_SIZE = 128
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-NEIGHBOURS = 8  # latents blended for a click on empty map space
+NEIGHBOURS = 3  # latents blended for a click on empty map space (by inverse squared distance)
 SAMPLE_COUNT = 16
 SAMPLE_SOURCES = {  # where the Sample tab draws latents from: its radio's labels, and how a sample's caption says it
     "mixture": ("the training eyes' latent mixture", "drawn from the Gaussian mixture fitted to the training eyes' latents"),
