@@ -75,6 +75,7 @@ def score(model, features, real_features: torch.Tensor, real_detail: float, z: n
     }
 
 
+@torch.no_grad()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True, help="model dir or Hub repo id with a latent map (repeatable)")
@@ -82,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--count", type=int, default=1062, help="locations and pairs per set (default: as many as the held-out eyes)")
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
     features = load_feature_network().eval()
     print(f"Machine: {machine()}; commit {git_commit()}.\n")
     print("| model | latents | Frechet distance to real eyes | fine detail / real | mean norm of z |")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from benchmarks.page_latents import blend_latents, click_locations, main, path_latents
 from conftest import random_latent_map, tiny_model
@@ -34,6 +35,7 @@ def test_main_scores_every_latent_set(eye_folder, tmp_path, capsys):
     model.save_pretrained(tmp_path / "model")
     random_latent_map(n=40).save(tmp_path / "model")
     assert main(["--model", str(tmp_path / "model"), "--data-dir", str(eye_folder), "--count", "30"]) == 0
+    assert torch.is_grad_enabled()  # the benchmark leaves the process as it found it
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {tmp_path / 'model'} ")]
     assert len(rows) == 6 + 4
     assert sum("(the page's)" in row[1] for row in rows) == 3  # the page's blend, and slerp at both t
