@@ -158,6 +158,7 @@ def test_unwritable_out_dir_fails_before_training(eye_folder, tmp_path):
         (["--mixed-precision", "fp16"], "mixed_precision must be one of auto, no, bf16"),
         (["--discriminator-norm", "batch"], "discriminator_norm must be one of spectral, group"),
         (["--r1-weight", "-1"], "r1_weight must be a finite number of at least 0"),
+        (["--discriminator-state-weight", "-1"], "discriminator_state_weight must be a finite number of at least 0"),
         (["--discriminator-warmup-steps", "-1"], "discriminator_warmup_steps must be at least 0"),
     ],
 )
@@ -240,6 +241,25 @@ def test_state_term_teaches_d_the_labels_and_the_decoder_latent_unit_0(eye_folde
     quiet, _ = _one_step(eye_folder, with_labels=True, state_weight=100.0, gan_weight=0.0, feature_weight=0.0, label_weight=0.0)
     for name, grad in _gradients(quiet.discriminator).items():
         torch.testing.assert_close(grad, d_on[name], rtol=0, atol=0, msg=name)
+
+
+def test_discriminator_state_weight_scales_only_ds_own_state_loss(eye_folder):
+    """--discriminator-state-weight: D's open / closed loss gets its own weight; the decoder's state term keeps --state-weight."""
+    same, _ = _one_step(eye_folder, with_labels=True, state_weight=100.0)
+    explicit, _ = _one_step(eye_folder, with_labels=True, state_weight=100.0, discriminator_state_weight=100.0)
+    light, _ = _one_step(eye_folder, with_labels=True, state_weight=100.0, discriminator_state_weight=0.0)
+    plain_head, _ = _one_step(eye_folder, with_labels=True, state_weight=100.0, discriminator_state_weight=0.0, discriminator_norm="group")
+    for name, grad in _gradients(same.discriminator).items():  # unset: the state weight, as before
+        torch.testing.assert_close(grad, _gradients(explicit.discriminator)[name], rtol=0, atol=0, msg=name)
+    d_same, d_light = _gradients(same.discriminator), _gradients(light.discriminator)
+    assert any(not torch.allclose(d_same[n], d_light[n], rtol=0.05) for n in d_same)
+    # at 0, D's state output learns nothing (its row of the head, plain weights under GroupNorm), its real / fake output does
+    head = plain_head.discriminator.head
+    assert not head.weight.grad[1].any() and not head.bias.grad[1].any()
+    assert head.weight.grad[0].abs().sum() > 0
+    for module in ("encoder", "decoder"):  # the model's gradients do not depend on D's own state weight
+        for name, grad in _gradients(getattr(same.model, module)).items():
+            torch.testing.assert_close(grad, _gradients(getattr(light.model, module))[name], rtol=0, atol=0, msg=f"{module}.{name}")
 
 
 def test_state_term_edits_move_along_the_class_mean_difference(eye_folder):

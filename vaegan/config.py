@@ -45,6 +45,7 @@ class TrainConfig:
     gan_weight: float = 2.0  # weight of the decoder's non-saturating GAN terms
     label_weight: float = 10.0  # cross-entropy of open / closed read from latent unit 0 (semi-supervised; 0 = unsupervised)
     state_weight: float = 0.0  # AC-GAN term: D learns open / closed on real eyes; prior samples must show the state unit 0 encodes, and reconstructions moved as the page's slider moves them the other state (0 = off)
+    discriminator_state_weight: float | None = None  # weight of D's own open / closed loss on real eyes (default: --state-weight); lower lets D's shared layers learn real / fake
     discriminator_norm: str = "spectral"  # "spectral" (every D weight spectral-normalised) or "group" (GroupNorm in D, weights free: use with --r1-weight)
     r1_weight: float = 0.0  # gamma of the R1 penalty on D's gradient at real eyes (Mescheder et al. 2018), applied every 4th step (0 = off)
     discriminator_warmup_steps: int = 0  # steps at the start where only D learns (for a fresh D behind an --init-from model)

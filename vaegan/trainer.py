@@ -69,6 +69,8 @@ def validate_train_config(config: TrainConfig) -> None:
         value = warmup_epochs(config) if name == "warmup_epochs" else getattr(config, name)  # None: the default, see warmup_epochs()
         if not math.isfinite(value) or value < 0:  # 0 is allowed: a zero learning rate freezes that network
             raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
+    if config.discriminator_state_weight is not None and not (math.isfinite(config.discriminator_state_weight) and config.discriminator_state_weight >= 0):
+        raise ValueError(f"discriminator_state_weight must be a finite number of at least 0, got {config.discriminator_state_weight!r}")
     for name in ("beta1", "beta2", "ema_decay"):
         if not 0 <= getattr(config, name) < 1:
             raise ValueError(f"{name} must be in [0, 1), got {getattr(config, name)!r}")
@@ -292,7 +294,8 @@ class Trainer:
                 logs |= {"disc": loss_disc, "d_fake": torch.sigmoid(logit_gen[: len(x)]).mean()}
                 if state:
                     state_disc = losses.state_loss(state_real, labels.float())
-                    loss_disc = loss_disc + cfg.state_weight * state_disc
+                    d_weight = cfg.state_weight if cfg.discriminator_state_weight is None else cfg.discriminator_state_weight
+                    loss_disc = loss_disc + d_weight * state_disc
                     logs["state_disc"] = state_disc
             if adversarial:
                 # 2. encoder + decoder: learned similarity in D's features, GAN term on generated images
