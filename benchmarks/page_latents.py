@@ -29,9 +29,8 @@ from vaegan.data import load_dataset, to_float  # noqa: E402
 from vaegan.evaluate import encode_images, select_split  # noqa: E402
 from vaegan.eye_features import load_feature_network  # noqa: E402
 from vaegan.hub import load_model  # noqa: E402
-from vaegan.latent_map import LatentMap, slerp  # noqa: E402
+from vaegan.latent_map import BLEND_NEIGHBOURS, BLEND_POWER, LatentMap, slerp  # noqa: E402
 from vaegan.metrics import feature_distances, laplacian_variance  # noqa: E402
-from vaegan.ui import NEIGHBOURS  # noqa: E402
 
 BLENDS = ((1, 1.0), (2, 1.0), (3, 2.0), (8, 1.0), (8, 2.0), (16, 1.0))  # (k, power) of latent_at; (1, _) is the nearest eye
 
@@ -93,17 +92,18 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{name} has no latent map")
         model = model.float().eval()
         data = load_dataset(args.data_dir, image_size=model.config.image_size, channels=model.config.channels, cache_dir=args.cache_dir)
-        x = to_float(select_split(data, "val+test").images)
+        held_out = select_split(data, "val+test").images
+        x = to_float(held_out)
         real = torch.cat([features(batch) for batch in x.split(256)])
         real_detail = laplacian_variance(x).mean().item()
         rows = []
         locations = click_locations(latent_map.xy, args.count)
         for k, power in BLENDS:
             what = "map click: the nearest eye" if k == 1 else f"map click: blend of {k}, weights 1 / distance^{power:g}"
-            if (k, power) == (NEIGHBOURS, 2.0):
+            if (k, power) == (BLEND_NEIGHBOURS, BLEND_POWER):
                 what += " (the page's)"
             rows.append((what, blend_latents(latent_map, locations, k, power)))
-        mu = encode_images(model, select_split(data, "val+test").images)
+        mu = encode_images(model, held_out)
         for t in (0.25, 0.5):
             for spherical in (True, False):
                 how = "slerp (the page's)" if spherical else "linear"

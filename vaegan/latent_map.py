@@ -26,6 +26,8 @@ from vaegan.networks import VAEGAN
 logger = logging.getLogger(__name__)
 
 FILENAME = "latent_map.safetensors"
+BLEND_NEIGHBOURS = 3  # map points a click on empty space blends (the page's)
+BLEND_POWER = 2.0  # their weights: inverse distance to this power
 MIXTURE_COMPONENTS = 10  # as in Ghosh et al. 2020
 
 
@@ -108,7 +110,7 @@ class LatentMap:
         weights = 1.0 / (np.take_along_axis(distances, nearest, axis=1) + 1e-6)
         return (self.xy[nearest] * weights[..., None]).sum(1) / weights.sum(1, keepdims=True)
 
-    def latent_at(self, x: float, y: float, k: int = 3, power: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    def latent_at(self, x: float, y: float, k: int = BLEND_NEIGHBOURS, power: float = BLEND_POWER) -> tuple[np.ndarray, np.ndarray]:
         """The reverse of `place`: a latent for a map location, the mean of the mu of its k nearest points weighted by
         inverse distance to the given power.
 

@@ -65,12 +65,13 @@ def validate_train_config(config: TrainConfig) -> None:
     for name, least in at_least.items():
         if getattr(config, name) < least:
             raise ValueError(f"{name} must be at least {least}, got {getattr(config, name)!r}")
-    for name in ("lr", "lr_discriminator", "kl_weight", "label_weight", "state_weight", "pixel_weight", "feature_weight", "gan_weight", "r1_weight", "warmup_epochs"):
+    for name in ("lr", "lr_discriminator", "kl_weight", "label_weight", "state_weight", "discriminator_state_weight", "pixel_weight",
+                 "feature_weight", "gan_weight", "r1_weight", "warmup_epochs"):
         value = warmup_epochs(config) if name == "warmup_epochs" else getattr(config, name)  # None: the default, see warmup_epochs()
+        if value is None:  # discriminator_state_weight unset: --state-weight's, checked already
+            continue
         if not math.isfinite(value) or value < 0:  # 0 is allowed: a zero learning rate freezes that network
             raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
-    if config.discriminator_state_weight is not None and not (math.isfinite(config.discriminator_state_weight) and config.discriminator_state_weight >= 0):
-        raise ValueError(f"discriminator_state_weight must be a finite number of at least 0, got {config.discriminator_state_weight!r}")
     for name in ("beta1", "beta2", "ema_decay"):
         if not 0 <= getattr(config, name) < 1:
             raise ValueError(f"{name} must be in [0, 1), got {getattr(config, name)!r}")

@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 DISPLAY_SIZE = 256  # pixels of the shown eyes: the model's crop upscaled
 THUMB_SIZE = 128
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-NEIGHBOURS = 3  # latents blended for a click on empty map space (by inverse squared distance)
 SAMPLE_COUNT = 16
 SAMPLE_SOURCES = {  # where the Sample tab draws latents from: its radio's labels, and how a sample's caption says it
     "mixture": ("the training eyes' latent mixture", "drawn from the Gaussian mixture fitted to the training eyes' latents"),
@@ -267,7 +266,7 @@ class Explorer:
         if self.latent_map is None:
             raise gr.Error("This model has no latent map.")
         x, y = float(evt.x), float(evt.y)
-        z, nearest = self.latent_map.latent_at(x, y, k=NEIGHBOURS)
+        z, nearest = self.latent_map.latent_at(x, y)
         labels = self.latent_map.labels[nearest]
         caption = (f"**Blend of the {len(nearest)} eyes nearest to ({x:.2f}, {y:.2f})** "
                    f"({int((labels == 1).sum())} open, {int((labels == 0).sum())} closed). {self._probe_text(z)}")
