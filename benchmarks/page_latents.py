@@ -86,16 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Machine: {machine()}; commit {git_commit()}.\n")
     print("| model | latents | Frechet distance to real eyes | fine detail / real | mean norm of z |")
     print("|---|---|---:|---:|---:|")
+    held_out_eyes = {}  # (image size, channels) -> the held-out eyes, their features and fine detail: read once for all models
     for name in args.model:
         model, latent_map = load_model(name)
         if latent_map is None:
             parser.error(f"{name} has no latent map")
         model = model.float().eval()
-        data = load_dataset(args.data_dir, image_size=model.config.image_size, channels=model.config.channels, cache_dir=args.cache_dir)
-        held_out = select_split(data, "val+test").images
-        x = to_float(held_out)
-        real = torch.cat([features(batch) for batch in x.split(256)])
-        real_detail = laplacian_variance(x).mean().item()
+        shape = (model.config.image_size, model.config.channels)
+        if shape not in held_out_eyes:
+            data = load_dataset(args.data_dir, image_size=shape[0], channels=shape[1], cache_dir=args.cache_dir)
+            held_out = select_split(data, "val+test").images
+            x = to_float(held_out)
+            held_out_eyes[shape] = (held_out, torch.cat([features(batch) for batch in x.split(256)]), laplacian_variance(x).mean().item())
+        held_out, real, real_detail = held_out_eyes[shape]
         rows = []
         locations = click_locations(latent_map.xy, args.count)
         for k, power in BLENDS:
