@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 from PIL import Image, ImageDraw
 
 from vaegan import VAEGAN, ModelConfig
@@ -67,6 +68,14 @@ def _isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own decode cache and Hugging Face cache; nothing touches ~/.cache."""
     monkeypatch.setenv("VAEGAN_CACHE", str(tmp_path / "vaegan-cache"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+
+
+@pytest.fixture
+def fp32_accelerator():
+    """Accelerate keeps one precision per process: a test that needs fp32 resets it before and after (the others use the default)."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture

@@ -306,6 +306,22 @@ def test_augment_changes_the_training_batches_only_when_asked(eye_folder):
     assert y.shape == x.shape and not torch.allclose(y, x, atol=0.01)
 
 
+def test_label_augment_reads_the_state_from_an_augmented_copy_as_well(eye_folder, monkeypatch, fp32_accelerator):
+    fp32 = {"mixed_precision": "no"}  # bf16 would round the two ways of summing the same gradient apart
+    plain, _ = _one_step(eye_folder, with_labels=True, **fp32)
+    augmented, _ = _one_step(eye_folder, with_labels=True, label_augment=True, **fp32)
+    # the reconstructions still train on the eyes as they are; only the label term reads the augmented copies
+    for name in ("pixel", "kl", "feature"):
+        torch.testing.assert_close(augmented.step_logs[name], plain.step_logs[name], msg=name)
+    assert not torch.allclose(augmented.step_logs["label"], plain.step_logs["label"])
+    # with copies equal to the eyes, the term is the plain one: the mean of the two readings
+    monkeypatch.setattr("vaegan.trainer.augment", lambda x: x.clone())
+    identity, _ = _one_step(eye_folder, with_labels=True, label_augment=True, **fp32)
+    torch.testing.assert_close(identity.step_logs["label"], plain.step_logs["label"])
+    for name, grad in _gradients(identity.model.encoder).items():
+        torch.testing.assert_close(grad, _gradients(plain.model.encoder)[name])
+
+
 def test_ema_weights_trail_the_trained_ones_and_are_what_is_exported(eye_folder, tmp_path):
     torch.manual_seed(0)
     data = load_dataset(eye_folder, image_size=32)

@@ -6,7 +6,6 @@ import time
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 
 from benchmarks.train_speed import PythaePeer, ReferenceLoop, peak_flops
 from vaegan.config import ModelConfig, TrainConfig
@@ -15,14 +14,6 @@ from vaegan.networks import VAEGAN, Discriminator
 from vaegan.trainer import Trainer
 
 TINY = ModelConfig(image_size=32, base_channels=8, latent_dim=8)
-
-
-@pytest.fixture
-def fp32_accelerator():
-    """Accelerate keeps one precision per process: the comparison needs fp32, the other tests the default."""
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.mark.parametrize("state_weight", [0.0, 1.0])

@@ -55,6 +55,7 @@ class TrainConfig:
     warmup_epochs: float | None = None  # VAE-only epochs before the discriminator's terms switch on (default: 1, or 0 with --init-from: a trained decoder needs none, and a VAE-only epoch undoes its fine detail)
     ema_decay: float = 0.999  # exponential moving average of the encoder / decoder weights, exported and sampled (0 = off)
     hflip: bool = True  # random horizontal flips (a left eye mirrored is a right eye)
+    label_augment: bool = False  # the label term also reads unit 0 of an --augment'ed copy of each eye (the reconstructions still train on the eyes as they are)
     augment: bool = False  # random shifts of up to 4 px (edges repeated), contrast x0.8-1.25 and brightness +-0.15 of each training eye
     # data
     val_fraction: float = 0.1  # seeded split where the folder has no train/val/test folders

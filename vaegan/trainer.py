@@ -176,7 +176,7 @@ class Trainer:
             self.model, self.opt_model = self.accelerator.prepare(model, opt_model)
             self.discriminator = self.opt_disc = None
         unwrapped = self.accelerator.unwrap_model(self.model)
-        self.forward, self.decode, self.discriminate = self.model, unwrapped.decoder, self.discriminator
+        self.forward, self.encode, self.decode, self.discriminate = self.model, unwrapped.encoder, unwrapped.decoder, self.discriminator
         self.ema = copy.deepcopy(unwrapped).eval().requires_grad_(False) if config.ema_decay > 0 else None  # before compiling
         if self.ema is not None:
             self._ema_params, self._model_params = list(self.ema.parameters()), list(unwrapped.parameters())
@@ -274,6 +274,9 @@ class Trainer:
             logs = {"pixel": pixel, "kl": kl}
             if cfg.label_weight > 0 and labels is not None:
                 label = losses.latent_label_loss(mu, labels)
+                if cfg.label_augment:  # and from the same eye shifted and lit otherwise: unit 0 learns to read the state alone
+                    mu_augmented = self.encode(augment(x))[0]
+                    label = 0.5 * (label + losses.latent_label_loss(mu_augmented, labels))
                 loss_model = loss_model + cfg.label_weight * label
                 logs["label"] = label
             if self.adversarial:
