@@ -160,6 +160,7 @@ def test_unwritable_out_dir_fails_before_training(eye_folder, tmp_path):
         (["--r1-weight", "-1"], "r1_weight must be a finite number of at least 0"),
         (["--discriminator-state-weight", "-1"], "discriminator_state_weight must be a finite number of at least 0"),
         (["--discriminator-warmup-steps", "-1"], "discriminator_warmup_steps must be at least 0"),
+        (["--label-augment", "--label-weight", "0"], "--label-weight 0 turns that term off"),
     ],
 )
 def test_impossible_settings_are_refused_before_anything_is_written(eye_folder, tmp_path, caplog, flags, message):

@@ -75,6 +75,8 @@ def validate_train_config(config: TrainConfig) -> None:
     for name in ("beta1", "beta2", "ema_decay"):
         if not 0 <= getattr(config, name) < 1:
             raise ValueError(f"{name} must be in [0, 1), got {getattr(config, name)!r}")
+    if config.label_augment and config.label_weight == 0:
+        raise ValueError("label_augment augments what the label term reads, and --label-weight 0 turns that term off")
     if config.encoder_only and not (config.init_from or config.resume):
         raise ValueError("encoder_only trains the encoder against a finished decoder: give the model dir to refit with --init-from")
     if not (0 <= config.val_fraction < 1 and 0 <= config.test_fraction < 1 and config.val_fraction + config.test_fraction < 1):
